@@ -1,0 +1,61 @@
+use chrono::{DateTime, Utc};
+use cqrs_es::DomainEvent;
+use serde::{Deserialize, Serialize};
+
+use crate::{Host, RoomCode};
+
+/// Semantic version of every event payload below; bump it when a payload changes shape.
+pub const EVENT_VERSION: &str = "1.0.0";
+
+/// Events of a room. Stored externally tagged (`{"RoomCreated": {...}}`) by the event store;
+/// the payloads alone are complete enough to rebuild every field of the room view.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum RoomEvent {
+    RoomCreated(RoomCreated),
+    SettingsConfigured(SettingsConfigured),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomCreated {
+    pub room_id: String,
+    pub code: RoomCode,
+    pub name: String,
+    pub host: Host,
+    pub is_active: bool,
+    pub is_locked: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SettingsConfigured {
+    pub settings_id: String,
+    pub room_id: String,
+    pub allow_chat: bool,
+    pub allow_screen_share: bool,
+    pub allow_guest_access: bool,
+    pub waiting_room: bool,
+    pub mute_participants_on_join: bool,
+    pub max_participants: i64,
+    pub configured_at: DateTime<Utc>,
+}
+
+impl RoomEvent {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::RoomCreated(_) => "RoomCreated",
+            Self::SettingsConfigured(_) => "SettingsConfigured",
+        }
+    }
+}
+
+impl DomainEvent for RoomEvent {
+    fn event_type(&self) -> String {
+        self.name().to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        EVENT_VERSION.to_owned()
+    }
+}

@@ -1,0 +1,22 @@
+//! The Room aggregate of NeuronMeet: its commands, events and domain errors.
+//!
+//! Pure domain code: no IO, no SQL, no HTTP. Everything the aggregate needs from the outside
+//! world (ids, the room code, the clock, the acting user) arrives inside the command, so the
+//! same command always yields the same events.
+
+mod code;
+mod command;
+mod error;
+mod event;
+mod room;
+mod validation;
+
+pub use code::{RoomCode, RoomCodeError};
+pub use command::{CreateRoom, Host, RoomCommand};
+pub use error::{FieldViolation, RoomError};
+pub use event::{RoomCreated, RoomEvent, SettingsConfigured, EVENT_VERSION};
+pub use room::Room;
+pub use validation::{
+    validate_room_fields, DEFAULT_MAX_PARTICIPANTS, DEFAULT_NAME, MAX_NAME_CHARS,
+    MAX_PARTICIPANTS_RANGE,
+};

@@ -1,0 +1,98 @@
+use aggregates::{RoomCode, RoomEvent};
+use chrono::{DateTime, Utc};
+
+/// One row of the `rooms` read model: everything GET /rooms/{id} shows, flat, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomView {
+    pub id: String,
+    pub code: RoomCode,
+    pub name: String,
+    pub host_id: String,
+    pub host_display_name: String,
+    pub host_avatar_url: Option<String>,
+    pub is_active: bool,
+    pub is_locked: bool,
+    pub started_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub settings: Option<RoomSettingsView>,
+    /// Sequence of the last event applied: the row's version.
+    pub version: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomSettingsView {
+    pub id: String,
+    pub allow_chat: bool,
+    pub allow_screen_share: bool,
+    pub allow_guest_access: bool,
+    pub waiting_room: bool,
+    pub mute_participants_on_join: bool,
+    pub max_participants: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("event {sequence} ({event}) cannot apply to {state}")]
+pub struct OutOfOrder {
+    pub sequence: i64,
+    pub event: &'static str,
+    pub state: &'static str,
+}
+
+impl RoomView {
+    /// Applies the event with this aggregate sequence to the view (`None`: the room has none
+    /// yet) and returns the new view. Events must arrive in sequence order.
+    pub fn apply(view: Option<Self>, sequence: i64, event: &RoomEvent) -> Result<Self, OutOfOrder> {
+        let out_of_order = |state| OutOfOrder {
+            sequence,
+            event: event.name(),
+            state,
+        };
+        match (view, event) {
+            (None, RoomEvent::RoomCreated(created)) => Ok(Self {
+                id: created.room_id.clone(),
+                code: created.code.clone(),
+                name: created.name.clone(),
+                host_id: created.host.id.clone(),
+                host_display_name: created.host.display_name.clone(),
+                host_avatar_url: created.host.avatar_url.clone(),
+                is_active: created.is_active,
+                is_locked: created.is_locked,
+                started_at: created.created_at,
+                created_at: created.created_at,
+                updated_at: created.created_at,
+                ended_at: None,
+                settings: None,
+                version: sequence,
+            }),
+            (Some(_), RoomEvent::RoomCreated(_)) => Err(out_of_order("an existing room")),
+            (None, _) => Err(out_of_order("a room that does not exist")),
+            (Some(mut view), RoomEvent::SettingsConfigured(s)) => {
+                view.settings = Some(RoomSettingsView {
+                    id: s.settings_id.clone(),
+                    allow_chat: s.allow_chat,
+                    allow_screen_share: s.allow_screen_share,
+                    allow_guest_access: s.allow_guest_access,
+                    waiting_room: s.waiting_room,
+                    mute_participants_on_join: s.mute_participants_on_join,
+                    max_participants: s.max_participants,
+                });
+                view.updated_at = view.updated_at.max(s.configured_at);
+                view.version = sequence;
+                Ok(view)
+            }
+        }
+    }
+
+    /// The view a room's whole history computes: what a replay writes.
+    pub fn from_events<'a>(
+        events: impl IntoIterator<Item = (i64, &'a RoomEvent)>,
+    ) -> Result<Option<Self>, OutOfOrder> {
+        events
+            .into_iter()
+            .try_fold(None, |view, (sequence, event)| {
+                Self::apply(view, sequence, event).map(Some)
+            })
+    }
+}
