@@ -1,0 +1,35 @@
+//! Wiring: the pieces of a running service, and serving them until shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+
+use crate::auth::Tokens;
+use crate::codes::CodeGenerator;
+use crate::commands::RoomCommands;
+use crate::event_store::EventRepository;
+use crate::http::{self, AppState};
+
+/// The HTTP application over an already migrated database.
+pub fn build(pool: PgPool, tokens: Tokens, codes: Arc<dyn CodeGenerator>) -> Router {
+    let commands = RoomCommands::new(EventRepository::new(pool.clone()).into_cqrs(), codes);
+    http::router(AppState {
+        pool,
+        tokens,
+        commands,
+    })
+}
+
+/// Serves until `shutdown` completes, then lets in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

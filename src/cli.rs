@@ -1,0 +1,220 @@
+//! The `neuronmeet` command line. Every flag mirrors an environment variable.
+
+use std::net::{Ipv6Addr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tokio::net::TcpListener;
+
+use crate::auth::{parse_ttl, Claims, Tokens};
+use crate::codes::SecureCodes;
+use crate::{app, db};
+
+#[derive(Parser)]
+#[command(name = "neuronmeet", version, about = "NeuronMeet rooms service")]
+struct Cli {
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply pending migrations, then serve the HTTP API.
+    Serve(ServeArgs),
+    /// Apply pending migrations and exit.
+    Migrate(DatabaseArgs),
+    /// Print a bearer token signed with JWT_SECRET, for development.
+    Token(TokenArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines, for development.
+    Pretty,
+    /// One JSON object per line, for production log pipelines.
+    Json,
+}
+
+#[derive(Args)]
+struct DatabaseArgs {
+    /// PostgreSQL connection URL.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: String,
+    /// Most connections the service opens.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
+    database_max_connections: u32,
+}
+
+#[derive(Args)]
+struct JwtArgs {
+    /// HS256 signing secret, at least 32 bytes. Required: there is no default.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true, value_parser = parse_secret)]
+    jwt_secret: Secret,
+    /// When set, tokens must carry this `iss`.
+    #[arg(long, env = "JWT_ISSUER")]
+    jwt_issuer: Option<String>,
+    /// When set, tokens must carry this `aud`.
+    #[arg(long, env = "JWT_AUDIENCE")]
+    jwt_audience: Option<String>,
+}
+
+impl JwtArgs {
+    fn tokens(self) -> Tokens {
+        Tokens::new(
+            self.jwt_secret.0.as_bytes(),
+            self.jwt_issuer,
+            self.jwt_audience,
+        )
+    }
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    #[command(flatten)]
+    jwt: JwtArgs,
+    /// TCP port to listen on (all interfaces).
+    #[arg(long, env = "PORT", default_value_t = 8080)]
+    port: u16,
+}
+
+#[derive(Args)]
+struct TokenArgs {
+    #[command(flatten)]
+    jwt: JwtArgs,
+    /// The user id (`sub`); it becomes the host id of rooms created with the token.
+    #[arg(long)]
+    sub: String,
+    /// Display name (`name` claim).
+    #[arg(long)]
+    name: Option<String>,
+    /// E-mail (`email` claim), the display name when no name is given.
+    #[arg(long)]
+    email: Option<String>,
+    /// Avatar URL (`picture` claim).
+    #[arg(long)]
+    picture: Option<String>,
+    /// How long the token is valid: 90s, 15m, 1h, 7d.
+    #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+    ttl: std::time::Duration,
+}
+
+/// A secret that never shows up in `Debug` output or logs.
+#[derive(Clone)]
+struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+fn parse_secret(value: &str) -> Result<Secret, String> {
+    if value.len() < 32 {
+        return Err(format!(
+            "must be at least 32 bytes (got {}); generate one with `openssl rand -hex 32`",
+            value.len()
+        ));
+    }
+    Ok(Secret(value.to_owned()))
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("neuronmeet: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+async fn run(command: Command) -> Result<(), BoxError> {
+    match command {
+        Command::Serve(args) => serve(args).await,
+        Command::Migrate(args) => {
+            let pool = db::connect_lazy(&args.database_url, args.database_max_connections)?;
+            db::migrate(&pool).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Token(args) => {
+            let claims = Claims {
+                sub: args.sub,
+                exp: 0,
+                iat: None,
+                name: args.name,
+                email: args.email,
+                picture: args.picture,
+                iss: None,
+                aud: None,
+            };
+            println!("{}", args.jwt.tokens().mint(claims, args.ttl)?);
+            Ok(())
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<(), BoxError> {
+    let pool = db::connect_lazy(
+        &args.database.database_url,
+        args.database.database_max_connections,
+    )?;
+    db::migrate(&pool)
+        .await
+        .map_err(|e| format!("applying migrations failed: {e}"))?;
+    let app = app::build(pool.clone(), args.jwt.tokens(), Arc::new(SecureCodes));
+    let listener = TcpListener::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, args.port)))
+        .await
+        .or(TcpListener::bind(("0.0.0.0", args.port)).await)
+        .map_err(|e| format!("cannot listen on port {}: {e}", args.port))?;
+    tracing::info!(address = %listener.local_addr()?, "serving");
+    app::serve(listener, app, shutdown_signal()).await?;
+    pool.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Pretty => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

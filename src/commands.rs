@@ -1,0 +1,139 @@
+//! Executing room commands: fresh ids, code draws with retry, and no cancellation.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use aggregates::{CreateRoom, Host, RoomCommand, RoomError};
+use chrono::{DurationRound, TimeDelta, Utc};
+use cqrs_es::AggregateError;
+
+use crate::codes::CodeGenerator;
+use crate::db;
+use crate::event_store::{CodeTaken, RoomCqrs};
+
+/// Draws per create before giving up, as the API specification says.
+pub const MAX_CODE_ATTEMPTS: u32 = 10;
+
+/// What the client sent; `None` means the field was absent (the default applies).
+#[derive(Debug, Clone, Default)]
+pub struct NewRoom {
+    pub name: Option<String>,
+    pub waiting_room: Option<bool>,
+    pub max_participants: Option<i64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Rejected(#[from] RoomError),
+    #[error("failed to generate a unique room code after {MAX_CODE_ATTEMPTS} attempts")]
+    CodesExhausted,
+    #[error("another command changed the room concurrently")]
+    Conflict,
+    #[error("the database is unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("the command failed")]
+    Failed(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+#[derive(Clone)]
+pub struct RoomCommands {
+    cqrs: Arc<RoomCqrs>,
+    codes: Arc<dyn CodeGenerator>,
+}
+
+impl RoomCommands {
+    pub fn new(cqrs: RoomCqrs, codes: Arc<dyn CodeGenerator>) -> Self {
+        Self {
+            cqrs: Arc::new(cqrs),
+            codes,
+        }
+    }
+
+    /// Creates a room and returns its id.
+    ///
+    /// The work runs in its own task, so a client that disconnects (axum then drops this
+    /// future) or a timeout can never leave it half done: it completes or fails on its own.
+    pub async fn create_room(
+        &self,
+        room: NewRoom,
+        host: Host,
+        request_id: String,
+    ) -> Result<String, CommandError> {
+        let commands = self.clone();
+        tokio::spawn(async move {
+            commands
+                .create_room_to_completion(room, host, request_id)
+                .await
+        })
+        .await
+        .map_err(|join| CommandError::Failed(Box::new(join)))?
+    }
+
+    async fn create_room_to_completion(
+        &self,
+        room: NewRoom,
+        host: Host,
+        request_id: String,
+    ) -> Result<String, CommandError> {
+        let room_id = uuid::Uuid::now_v7().to_string();
+        let metadata = HashMap::from([
+            ("requestId".to_owned(), request_id),
+            ("userId".to_owned(), host.id.clone()),
+        ]);
+        // Milliseconds: the precision of the API's timestamps, so views rebuilt from the log
+        // are identical to the ones written at creation.
+        let at = Utc::now()
+            .duration_trunc(TimeDelta::milliseconds(1))
+            .expect("now fits");
+        let mut command = CreateRoom {
+            room_id: room_id.clone(),
+            settings_id: uuid::Uuid::now_v7().to_string(),
+            code: self.codes.draw(),
+            host,
+            at,
+            name: room.name,
+            waiting_room: room.waiting_room,
+            max_participants: room.max_participants,
+        };
+        for attempt in 1..=MAX_CODE_ATTEMPTS {
+            if attempt > 1 {
+                command.code = self.codes.draw();
+            }
+            let result = self
+                .cqrs
+                .execute_with_metadata(
+                    &room_id,
+                    RoomCommand::CreateRoom(command.clone()),
+                    metadata.clone(),
+                )
+                .await;
+            match result {
+                Ok(()) => return Ok(room_id),
+                Err(AggregateError::UnexpectedError(error)) if error.is::<CodeTaken>() => {
+                    tracing::info!(attempt, code = %command.code, "room code taken, drawing another");
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(CommandError::CodesExhausted)
+    }
+}
+
+impl From<AggregateError<RoomError>> for CommandError {
+    fn from(error: AggregateError<RoomError>) -> Self {
+        match error {
+            AggregateError::UserError(rejected) => Self::Rejected(rejected),
+            AggregateError::AggregateConflict => Self::Conflict,
+            AggregateError::DatabaseConnectionError(source) => Self::Unavailable(source),
+            AggregateError::UnexpectedError(source)
+            | AggregateError::DeserializationError(source) => {
+                // postgres-es reports a pool timeout as an unexpected error.
+                match source.downcast_ref::<sqlx::Error>() {
+                    Some(sql) if db::is_unavailable(sql) => Self::Unavailable(source),
+                    _ => Self::Failed(source),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! The event store: postgres-es for reading, our own transaction for writing.
+//!
+//! postgres-es runs queries after the commit and swallows their errors, so a crash between the
+//! two loses read-model updates. Here `persist` inserts the events and applies the inline
+//! projections in ONE transaction: the read model can never miss a committed event, and the
+//! unique room code is enforced by a constraint inside that same transaction.
+
+use aggregates::{Room, RoomEvent};
+use cqrs_es::persist::{
+    PersistedEventRepository, PersistedEventStore, PersistenceError, ReplayStream, SerializedEvent,
+    SerializedSnapshot,
+};
+use cqrs_es::{Aggregate, CqrsFramework};
+use postgres_es::PostgresEventRepository;
+use projections::RoomView;
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool};
+
+use crate::{db, read_model};
+
+pub type RoomCqrs = CqrsFramework<Room, PersistedEventStore<EventRepository, Room>>;
+
+/// The code a command drew is already used by another room: draw another.
+#[derive(Debug, thiserror::Error)]
+#[error("room code already taken")]
+pub struct CodeTaken;
+
+pub struct EventRepository {
+    pool: PgPool,
+    reads: PostgresEventRepository,
+}
+
+impl EventRepository {
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            reads: PostgresEventRepository::new(pool.clone()),
+            pool,
+        }
+    }
+
+    /// A command framework without snapshots (the 0.5 snapshot store double-applies events)
+    /// and without post-commit queries (projections run inside `persist`).
+    pub fn into_cqrs(self) -> RoomCqrs {
+        CqrsFramework::new(PersistedEventStore::new_event_store(self), vec![], ())
+    }
+
+    async fn insert_with_projections(&self, events: &[SerializedEvent]) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        insert_events(&mut tx, events).await?;
+        project_rooms(&mut tx, events).await?;
+        tx.commit().await
+    }
+}
+
+/// One statement for all events of the command, in sequence order.
+async fn insert_events(
+    conn: &mut PgConnection,
+    events: &[SerializedEvent],
+) -> Result<(), sqlx::Error> {
+    let mut types = Vec::with_capacity(events.len());
+    let mut ids = Vec::with_capacity(events.len());
+    let mut sequences = Vec::with_capacity(events.len());
+    let mut event_types = Vec::with_capacity(events.len());
+    let mut versions = Vec::with_capacity(events.len());
+    let mut payloads = Vec::with_capacity(events.len());
+    let mut metadata = Vec::with_capacity(events.len());
+    for event in events {
+        types.push(event.aggregate_type.as_str());
+        ids.push(event.aggregate_id.as_str());
+        sequences.push(event.sequence as i64);
+        event_types.push(event.event_type.as_str());
+        versions.push(event.event_version.as_str());
+        payloads.push(&event.payload);
+        metadata.push(&event.metadata);
+    }
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[])",
+    )
+    .bind(types)
+    .bind(ids)
+    .bind(sequences)
+    .bind(event_types)
+    .bind(versions)
+    .bind(payloads)
+    .bind(metadata)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// Applies room events to the `rooms` view. Events of one commit belong to one aggregate.
+async fn project_rooms(
+    conn: &mut PgConnection,
+    events: &[SerializedEvent],
+) -> Result<(), sqlx::Error> {
+    let Some(first) = events.first() else {
+        return Ok(());
+    };
+    if first.aggregate_type != Room::TYPE {
+        return Ok(());
+    }
+    let mut view = if first.sequence == 1 {
+        None
+    } else {
+        read_model::find_for_update(conn, &first.aggregate_id).await?
+    };
+    for event in events {
+        let decoded: RoomEvent = serde_json::from_value(event.payload.clone())
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        view = Some(
+            RoomView::apply(view, event.sequence as i64, &decoded)
+                .map_err(|e| sqlx::Error::Protocol(e.to_string()))?,
+        );
+    }
+    match view {
+        Some(view) => read_model::upsert(conn, "rooms", &view).await,
+        None => Ok(()),
+    }
+}
+
+fn persistence_error(error: sqlx::Error) -> PersistenceError {
+    match db::violated_unique_constraint(&error) {
+        Some("events_pkey") => PersistenceError::OptimisticLockError,
+        Some("rooms_code_key") => PersistenceError::UnknownError(Box::new(CodeTaken)),
+        _ if db::is_unavailable(&error) => PersistenceError::ConnectionError(Box::new(error)),
+        _ => PersistenceError::UnknownError(Box::new(error)),
+    }
+}
+
+impl PersistedEventRepository for EventRepository {
+    async fn get_events<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
+        self.reads.get_events::<A>(aggregate_id).await
+    }
+
+    async fn get_last_events<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+        last_sequence: usize,
+    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
+        self.reads
+            .get_last_events::<A>(aggregate_id, last_sequence)
+            .await
+    }
+
+    async fn get_snapshot<A: Aggregate>(
+        &self,
+        _aggregate_id: &str,
+    ) -> Result<Option<SerializedSnapshot>, PersistenceError> {
+        Ok(None)
+    }
+
+    async fn persist<A: Aggregate>(
+        &self,
+        events: &[SerializedEvent],
+        _snapshot_update: Option<(String, Value, usize)>,
+    ) -> Result<(), PersistenceError> {
+        self.insert_with_projections(events)
+            .await
+            .map_err(persistence_error)
+    }
+
+    async fn stream_events<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<ReplayStream, PersistenceError> {
+        self.reads.stream_events::<A>(aggregate_id).await
+    }
+
+    async fn stream_all_events<A: Aggregate>(&self) -> Result<ReplayStream, PersistenceError> {
+        self.reads.stream_all_events::<A>().await
+    }
+}

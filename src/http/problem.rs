@@ -1,0 +1,180 @@
+//! Errors as RFC 9457 problem details. Causes are logged, never shown to clients.
+
+use aggregates::{FieldViolation, RoomError};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::commands::{CommandError, MAX_CODE_ATTEMPTS};
+use crate::db;
+
+/// Seconds a client should wait before retrying while a dependency is down.
+const RETRY_AFTER_SECONDS: &str = "5";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("the request is invalid")]
+    Validation(Vec<FieldViolation>),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("failed to generate unique room code after {MAX_CODE_ATTEMPTS} attempts")]
+    CodesExhausted,
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("a dependency is unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [FieldViolation]>,
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            Self::Validation(_) => (StatusCode::BAD_REQUEST, "validation", "Validation failed"),
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Bad request"),
+            Self::CodesExhausted => (
+                StatusCode::BAD_REQUEST,
+                "room-code-exhausted",
+                "Failed to generate unique room code",
+            ),
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            Self::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+            ),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
+            Self::PayloadTooLarge(_) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Payload too large",
+            ),
+            Self::Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service unavailable",
+            ),
+            Self::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal server error",
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, slug, title) = self.parts();
+        match &self {
+            Self::Unavailable(cause) => {
+                tracing::warn!(error = %chain(cause.as_ref()), "dependency unavailable")
+            }
+            Self::Internal(cause) => {
+                tracing::error!(error = %chain(cause.as_ref()), "request failed")
+            }
+            _ => {}
+        }
+        let detail = match &self {
+            Self::Validation(violations) if violations.len() == 1 => {
+                format!("{} {}", violations[0].field, violations[0].message)
+            }
+            Self::Validation(violations) => format!("{} fields are invalid", violations.len()),
+            Self::Unavailable(_) => {
+                "a dependency of the service is unavailable; retry later".to_owned()
+            }
+            Self::Internal(_) => "the server failed to handle the request".to_owned(),
+            other => other.to_string(),
+        };
+        let problem = Problem {
+            kind: format!("https://neuronmeet.com/problems/{slug}"),
+            title,
+            status: status.as_u16(),
+            detail,
+            errors: match &self {
+                Self::Validation(violations) => Some(violations),
+                _ => None,
+            },
+        };
+        let body = serde_json::to_vec(&problem).expect("problems serialize");
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        match self {
+            Self::Unauthorized(_) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"neuronmeet\""),
+                );
+            }
+            Self::Unavailable(_) => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_static(RETRY_AFTER_SECONDS),
+                );
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// An error and its causes on one line, for logs.
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        if db::is_unavailable(&error) {
+            Self::Unavailable(Box::new(error))
+        } else {
+            Self::Internal(Box::new(error))
+        }
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(error: CommandError) -> Self {
+        match error {
+            CommandError::Rejected(RoomError::Invalid(violations)) => Self::Validation(violations),
+            CommandError::Rejected(rejected @ RoomError::AlreadyExists(_)) => {
+                Self::Conflict(rejected.to_string())
+            }
+            CommandError::CodesExhausted => Self::CodesExhausted,
+            CommandError::Conflict => Self::Conflict(error.to_string()),
+            CommandError::Unavailable(source) => Self::Unavailable(source),
+            CommandError::Failed(source) => Self::Internal(source),
+        }
+    }
+}

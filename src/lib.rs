@@ -1,0 +1,11 @@
+//! NeuronMeet rooms service: an event-sourced rooms API on PostgreSQL.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod codes;
+pub mod commands;
+pub mod db;
+pub mod event_store;
+pub mod http;
+pub mod read_model;

@@ -1,0 +1,132 @@
+//! The `rooms` table: how a [`RoomView`] is stored and read back.
+
+use aggregates::RoomCode;
+use projections::{RoomSettingsView, RoomView};
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, PgConnection, PgExecutor, Row};
+
+const COLUMNS: &str = "id, code, name, host_id, host_display_name, host_avatar_url, is_active, \
+    is_locked, started_at, created_at, updated_at, ended_at, settings_id, allow_chat, \
+    allow_screen_share, allow_guest_access, waiting_room, mute_participants_on_join, \
+    max_participants, version";
+
+pub async fn find_by_id<'e>(
+    db: impl PgExecutor<'e>,
+    id: &str,
+) -> Result<Option<RoomView>, sqlx::Error> {
+    select_one(db, "id = $1", id).await
+}
+
+pub async fn find_by_code<'e>(
+    db: impl PgExecutor<'e>,
+    code: &str,
+) -> Result<Option<RoomView>, sqlx::Error> {
+    select_one(db, "code = $1", code).await
+}
+
+/// The current row, locked until the transaction ends, for applying further events.
+pub async fn find_for_update(
+    conn: &mut PgConnection,
+    id: &str,
+) -> Result<Option<RoomView>, sqlx::Error> {
+    select_one(conn, "id = $1 FOR UPDATE", id).await
+}
+
+async fn select_one<'e>(
+    db: impl PgExecutor<'e>,
+    filter: &str,
+    value: &str,
+) -> Result<Option<RoomView>, sqlx::Error> {
+    sqlx::query_as::<_, Stored>(&format!("SELECT {COLUMNS} FROM rooms WHERE {filter}"))
+        .bind(value)
+        .fetch_optional(db)
+        .await
+        .map(|row| row.map(|Stored(view)| view))
+}
+
+/// Inserts or replaces the row of `view.id` in `table` (`rooms`, or a replay's fresh table).
+pub async fn upsert(
+    conn: &mut PgConnection,
+    table: &str,
+    view: &RoomView,
+) -> Result<(), sqlx::Error> {
+    let settings = view.settings.as_ref();
+    sqlx::query(&format!(
+        "INSERT INTO {table} ({COLUMNS}) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
+         ON CONFLICT (id) DO UPDATE SET \
+           code = EXCLUDED.code, name = EXCLUDED.name, host_id = EXCLUDED.host_id, \
+           host_display_name = EXCLUDED.host_display_name, host_avatar_url = EXCLUDED.host_avatar_url, \
+           is_active = EXCLUDED.is_active, is_locked = EXCLUDED.is_locked, \
+           started_at = EXCLUDED.started_at, created_at = EXCLUDED.created_at, \
+           updated_at = EXCLUDED.updated_at, ended_at = EXCLUDED.ended_at, \
+           settings_id = EXCLUDED.settings_id, allow_chat = EXCLUDED.allow_chat, \
+           allow_screen_share = EXCLUDED.allow_screen_share, \
+           allow_guest_access = EXCLUDED.allow_guest_access, waiting_room = EXCLUDED.waiting_room, \
+           mute_participants_on_join = EXCLUDED.mute_participants_on_join, \
+           max_participants = EXCLUDED.max_participants, version = EXCLUDED.version"
+    ))
+    .bind(&view.id)
+    .bind(view.code.as_str())
+    .bind(&view.name)
+    .bind(&view.host_id)
+    .bind(&view.host_display_name)
+    .bind(&view.host_avatar_url)
+    .bind(view.is_active)
+    .bind(view.is_locked)
+    .bind(view.started_at)
+    .bind(view.created_at)
+    .bind(view.updated_at)
+    .bind(view.ended_at)
+    .bind(settings.map(|s| &s.id))
+    .bind(settings.map(|s| s.allow_chat))
+    .bind(settings.map(|s| s.allow_screen_share))
+    .bind(settings.map(|s| s.allow_guest_access))
+    .bind(settings.map(|s| s.waiting_room))
+    .bind(settings.map(|s| s.mute_participants_on_join))
+    .bind(settings.map(|s| s.max_participants as i32))
+    .bind(view.version)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+struct Stored(RoomView);
+
+impl FromRow<'_, PgRow> for Stored {
+    fn from_row(row: &PgRow) -> Result<Self, sqlx::Error> {
+        let code: String = row.try_get("code")?;
+        let code = RoomCode::parse(&code).map_err(|e| sqlx::Error::ColumnDecode {
+            index: "code".into(),
+            source: Box::new(e),
+        })?;
+        let settings = match row.try_get::<Option<String>, _>("settings_id")? {
+            None => None,
+            Some(id) => Some(RoomSettingsView {
+                id,
+                allow_chat: row.try_get("allow_chat")?,
+                allow_screen_share: row.try_get("allow_screen_share")?,
+                allow_guest_access: row.try_get("allow_guest_access")?,
+                waiting_room: row.try_get("waiting_room")?,
+                mute_participants_on_join: row.try_get("mute_participants_on_join")?,
+                max_participants: i64::from(row.try_get::<i32, _>("max_participants")?),
+            }),
+        };
+        Ok(Self(RoomView {
+            id: row.try_get("id")?,
+            code,
+            name: row.try_get("name")?,
+            host_id: row.try_get("host_id")?,
+            host_display_name: row.try_get("host_display_name")?,
+            host_avatar_url: row.try_get("host_avatar_url")?,
+            is_active: row.try_get("is_active")?,
+            is_locked: row.try_get("is_locked")?,
+            started_at: row.try_get("started_at")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+            ended_at: row.try_get("ended_at")?,
+            settings,
+            version: row.try_get("version")?,
+        }))
+    }
+}

@@ -1,0 +1,194 @@
+//! A running service for integration tests: real HTTP on a free port, a fresh PostgreSQL
+//! database per test (created from DATABASE_URL, which scripts/test points at a throwaway
+//! server), and helpers to mint tokens and cut the database connection.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use neuronmeet::auth::{Claims, Tokens};
+use neuronmeet::codes::{CodeGenerator, SecureCodes};
+use neuronmeet::db;
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::net::{TcpListener, TcpStream};
+
+pub const SECRET: &[u8] = b"integration-tests-secret-of-32-bytes!";
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    /// A pool of the test's own, for inspecting the database directly.
+    pub db: PgPool,
+    pub tokens: Tokens,
+    pub database_name: String,
+}
+
+pub struct Options {
+    pub codes: Arc<dyn CodeGenerator>,
+    pub max_connections: u32,
+    /// Route the service's database traffic through a proxy the test can cut.
+    pub proxy: Option<Arc<Proxy>>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            codes: Arc::new(SecureCodes),
+            max_connections: 10,
+            proxy: None,
+        }
+    }
+}
+
+fn admin_url() -> String {
+    std::env::var("DATABASE_URL").expect(
+        "DATABASE_URL must point at a PostgreSQL server whose user may create databases; \
+         scripts/test sets it up",
+    )
+}
+
+/// A new, migrated, empty database; returns its URL and name.
+pub async fn fresh_database() -> (String, String) {
+    let admin = admin_url();
+    let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = PgConnection::connect(&admin)
+        .await
+        .expect("connect to DATABASE_URL");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .expect("create the test database");
+    let mut url = reqwest::Url::parse(&admin).expect("DATABASE_URL is a URL");
+    url.set_path(&name);
+    let url = url.to_string();
+    let pool = PgPool::connect(&url)
+        .await
+        .expect("connect to the test database");
+    db::migrate(&pool).await.expect("migrate the test database");
+    pool.close().await;
+    (url, name)
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(Options::default()).await
+    }
+
+    pub async fn spawn_with(options: Options) -> Self {
+        let (url, database_name) = fresh_database().await;
+        let service_url = match &options.proxy {
+            Some(proxy) => proxy.start(&url).await,
+            None => url.clone(),
+        };
+        let pool = db::connect_lazy(&service_url, options.max_connections).unwrap();
+        let tokens = Tokens::new(SECRET, None, None);
+        let app = neuronmeet::app::build(pool, tokens.clone(), options.codes);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(neuronmeet::app::serve(
+            listener,
+            app,
+            std::future::pending(),
+        ));
+        Self {
+            base,
+            client: reqwest::Client::new(),
+            db: PgPool::connect(&url).await.unwrap(),
+            tokens,
+            database_name,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn token(&self, sub: &str) -> String {
+        self.token_with(claims(sub))
+    }
+
+    pub fn token_with(&self, claims: Claims) -> String {
+        self.tokens.mint(claims, Duration::from_secs(3600)).unwrap()
+    }
+
+    /// POST /rooms with a valid token and a JSON body.
+    pub async fn create_room(&self, body: serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/rooms"))
+            .bearer_auth(self.token("user-1"))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST /rooms")
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(&self.db).await.unwrap()
+    }
+}
+
+pub fn claims(sub: &str) -> Claims {
+    Claims {
+        sub: sub.into(),
+        exp: 0,
+        iat: None,
+        name: None,
+        email: None,
+        picture: None,
+        iss: None,
+        aud: None,
+    }
+}
+
+/// A TCP proxy between the service and PostgreSQL. `cut` drops every connection and refuses
+/// new ones, as a database that went away would; `restore` lets them through again.
+#[derive(Default)]
+pub struct Proxy {
+    cut: AtomicBool,
+    generation: tokio::sync::watch::Sender<u64>,
+}
+
+impl Proxy {
+    /// Starts proxying to the database of `url`; returns the URL to reach it through the proxy.
+    async fn start(self: &Arc<Self>, url: &str) -> String {
+        let mut url = reqwest::Url::parse(url).unwrap();
+        let upstream = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let proxy = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    return;
+                };
+                if proxy.cut.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection is refused
+                }
+                let upstream = upstream.clone();
+                let mut cut = proxy.generation.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        url.set_host(Some("127.0.0.1")).unwrap();
+        url.set_port(Some(port)).unwrap();
+        url.to_string()
+    }
+
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    pub fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
