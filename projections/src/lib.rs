@@ -3,4 +3,4 @@
 
 mod room_view;
 
-pub use room_view::RoomView;
+pub use room_view::{OutOfOrder, RoomSettingsView, RoomView};
