@@ -8,7 +8,10 @@ use serde_json::{json, Value};
 
 async fn problem(response: reqwest::Response, status: u16) -> Value {
     assert_eq!(response.status(), status);
-    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
     let problem: Value = response.json().await.unwrap();
     assert_eq!(problem["status"], status);
     for member in ["type", "title", "detail"] {
@@ -43,19 +46,28 @@ async fn invalid_fields_are_400_naming_each_field() {
         (json!({"maxParticipants": 10.5}), vec!["maxParticipants"]),
         (json!({"maxParticipants": "10"}), vec!["maxParticipants"]),
         (json!({"maxParticipants": 1e300}), vec!["maxParticipants"]),
-        (json!({"maxParticipants": u64::MAX}), vec!["maxParticipants"]),
+        (
+            json!({"maxParticipants": u64::MAX}),
+            vec!["maxParticipants"],
+        ),
         (json!({"waitingRoom": "yes"}), vec!["waitingRoom"]),
         (json!({"waitingRoom": 1}), vec!["waitingRoom"]),
         (json!({"hostId": "me"}), vec!["hostId"]),
-        (json!({"name": "", "maxParticipants": 0, "waitingRoom": "no", "extra": true}),
-            vec!["extra", "maxParticipants", "name", "waitingRoom"]),
+        (
+            json!({"name": "", "maxParticipants": 0, "waitingRoom": "no", "extra": true}),
+            vec!["extra", "maxParticipants", "name", "waitingRoom"],
+        ),
     ];
     for (body, fields) in cases {
         let response = app.create_room(body.clone()).await;
         let problem = problem(response, 400).await;
         assert_eq!(failing_fields(&problem), fields, "{body}");
     }
-    assert_eq!(app.count("SELECT count(*) FROM events").await, 0, "nothing invalid was stored");
+    assert_eq!(
+        app.count("SELECT count(*) FROM events").await,
+        0,
+        "nothing invalid was stored"
+    );
 }
 
 #[tokio::test]
@@ -85,12 +97,20 @@ async fn bodies_that_are_not_json_objects_are_400() {
         (None, "{}"),
     ];
     for (content_type, body) in cases {
-        let mut request = app.client.post(app.url("/rooms")).bearer_auth(&token).body(body);
+        let mut request = app
+            .client
+            .post(app.url("/rooms"))
+            .bearer_auth(&token)
+            .body(body);
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
         }
         let problem = problem(request.send().await.unwrap(), 400).await;
-        assert_eq!(failing_fields(&problem), ["body"], "{content_type:?} {body}");
+        assert_eq!(
+            failing_fields(&problem),
+            ["body"],
+            "{content_type:?} {body}"
+        );
     }
     let response = app
         .client
@@ -111,13 +131,16 @@ async fn oversized_bodies_are_413() {
     problem(app.create_room(huge).await, 413).await;
 
     // Without a Content-Length (chunked), the limit holds while reading.
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..64).map(|_| Ok(vec![b' '; 1024])).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..64).map(|_| Ok(vec![b' '; 1024])).collect();
     let response = app
         .client
         .post(app.url("/rooms"))
         .bearer_auth(app.token("user-1"))
         .header("content-type", "application/json")
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
         .send()
         .await
         .unwrap();
@@ -129,7 +152,12 @@ async fn bad_tokens_are_401_with_a_bearer_challenge() {
     let app = TestApp::spawn().await;
     let now = jsonwebtoken::get_current_timestamp();
     let sign = |claims: Value, secret: &[u8]| {
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret)).unwrap()
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(secret),
+        )
+        .unwrap()
     };
     let b64 = |v: Value| {
         use base64_url_no_pad as b;
@@ -151,11 +179,41 @@ async fn bad_tokens_are_401_with_a_bearer_challenge() {
         ("not bearer", Some(format!("Basic {}", "dXNlcjpwYXNz"))),
         ("empty bearer", Some("Bearer ".to_owned())),
         ("malformed", Some("Bearer not.a.jwt".to_owned())),
-        ("expired", Some(format!("Bearer {}", sign(json!({"sub": "u1", "exp": now - 3600}), SECRET)))),
-        ("wrong secret", Some(format!("Bearer {}", sign(json!({"sub": "u1", "exp": now + 3600}), b"another-secret-another-secret-xx")))),
-        ("no sub", Some(format!("Bearer {}", sign(json!({"exp": now + 3600}), SECRET)))),
-        ("empty sub", Some(format!("Bearer {}", sign(json!({"sub": "", "exp": now + 3600}), SECRET)))),
-        ("no exp", Some(format!("Bearer {}", sign(json!({"sub": "u1"}), SECRET)))),
+        (
+            "expired",
+            Some(format!(
+                "Bearer {}",
+                sign(json!({"sub": "u1", "exp": now - 3600}), SECRET)
+            )),
+        ),
+        (
+            "wrong secret",
+            Some(format!(
+                "Bearer {}",
+                sign(
+                    json!({"sub": "u1", "exp": now + 3600}),
+                    b"another-secret-another-secret-xx"
+                )
+            )),
+        ),
+        (
+            "no sub",
+            Some(format!(
+                "Bearer {}",
+                sign(json!({"exp": now + 3600}), SECRET)
+            )),
+        ),
+        (
+            "empty sub",
+            Some(format!(
+                "Bearer {}",
+                sign(json!({"sub": "", "exp": now + 3600}), SECRET)
+            )),
+        ),
+        (
+            "no exp",
+            Some(format!("Bearer {}", sign(json!({"sub": "u1"}), SECRET))),
+        ),
         ("alg none", Some(format!("Bearer {alg_none}"))),
         ("HS512", Some(format!("Bearer {hs512}"))),
     ];
@@ -166,7 +224,10 @@ async fn bad_tokens_are_401_with_a_bearer_challenge() {
         }
         let response = request.send().await.unwrap();
         assert!(
-            response.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"),
+            response.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Bearer"),
             "{case}"
         );
         problem(response, 401).await;
@@ -176,7 +237,10 @@ async fn bad_tokens_are_401_with_a_bearer_challenge() {
     let ok = app
         .client
         .post(app.url("/rooms"))
-        .header("authorization", format!("bearer {}", app.token_with(claims("u1"))))
+        .header(
+            "authorization",
+            format!("bearer {}", app.token_with(claims("u1"))),
+        )
         .json(&json!({}))
         .send()
         .await
@@ -187,10 +251,14 @@ async fn bad_tokens_are_401_with_a_bearer_challenge() {
 /// URL-safe base64 without padding, for hand-built tokens.
 mod base64_url_no_pad {
     pub fn encode(bytes: &[u8]) -> String {
-        const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        const ALPHABET: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         let mut out = String::new();
         for chunk in bytes.chunks(3) {
-            let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
             for i in 0..=chunk.len() {
                 out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
             }

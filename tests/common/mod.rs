@@ -147,11 +147,20 @@ pub fn claims(sub: &str) -> Claims {
 pub struct Proxy {
     cut: AtomicBool,
     generation: tokio::sync::watch::Sender<u64>,
+    /// Added to every chunk in each direction: a slow network widens race windows.
+    latency: Duration,
 }
 
 impl Proxy {
+    pub fn with_latency(latency: Duration) -> Self {
+        Self {
+            latency,
+            ..Self::default()
+        }
+    }
+
     /// Starts proxying to the database of `url`; returns the URL to reach it through the proxy.
-    async fn start(self: &Arc<Self>, url: &str) -> String {
+    pub async fn start(self: &Arc<Self>, url: &str) -> String {
         let mut url = reqwest::Url::parse(url).unwrap();
         let upstream = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap_or(5432));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -190,5 +199,22 @@ impl Proxy {
 
     pub fn restore(&self) {
         self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+async fn forward(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    latency: Duration,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0u8; 64 * 1024];
+    while let Ok(n @ 1..) = from.read(&mut buffer).await {
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        if to.write_all(&buffer[..n]).await.is_err() {
+            return;
+        }
     }
 }
