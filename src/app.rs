@@ -12,14 +12,21 @@ use crate::codes::CodeGenerator;
 use crate::commands::RoomCommands;
 use crate::event_store::EventRepository;
 use crate::http::{self, AppState};
+use crate::relay::RelayStatus;
 
 /// The HTTP application over an already migrated database.
-pub fn build(pool: PgPool, tokens: Tokens, codes: Arc<dyn CodeGenerator>) -> Router {
+pub fn build(
+    pool: PgPool,
+    tokens: Tokens,
+    codes: Arc<dyn CodeGenerator>,
+    relay: RelayStatus,
+) -> Router {
     let commands = RoomCommands::new(EventRepository::new(pool.clone()).into_cqrs(), codes);
     http::router(AppState {
         pool,
         tokens,
         commands,
+        relay,
     })
 }
 

@@ -6,9 +6,11 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 use crate::auth::{parse_ttl, Claims, Tokens};
 use crate::codes::SecureCodes;
+use crate::relay::{self, RelayConfig, RelayStatus};
 use crate::{app, db};
 
 #[derive(Parser)]
@@ -26,6 +28,8 @@ enum Command {
     Serve(ServeArgs),
     /// Apply pending migrations and exit.
     Migrate(DatabaseArgs),
+    /// Run only the relay that publishes committed events to NATS JetStream.
+    Relay(RelayArgs),
     /// Print a bearer token signed with JWT_SECRET, for development.
     Token(TokenArgs),
 }
@@ -72,11 +76,44 @@ impl JwtArgs {
 }
 
 #[derive(Args)]
+struct NatsArgs {
+    /// NATS server URL; every committed event is published to JetStream there.
+    #[arg(long, env = "NATS_URL")]
+    nats_url: String,
+    /// JetStream stream for room events.
+    #[arg(long, env = "NATS_STREAM", default_value = "ROOMS")]
+    nats_stream: String,
+    /// JetStream duplicate window: re-publishes within it are dropped.
+    #[arg(long, env = "NATS_DUPLICATE_WINDOW", default_value = "2m", value_parser = parse_ttl)]
+    nats_duplicate_window: std::time::Duration,
+}
+
+impl NatsArgs {
+    fn relay_config(self) -> RelayConfig {
+        RelayConfig {
+            stream: self.nats_stream,
+            duplicate_window: self.nats_duplicate_window,
+            ..RelayConfig::new(self.nats_url)
+        }
+    }
+}
+
+#[derive(Args)]
+struct RelayArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    #[command(flatten)]
+    nats: NatsArgs,
+}
+
+#[derive(Args)]
 struct ServeArgs {
     #[command(flatten)]
     database: DatabaseArgs,
     #[command(flatten)]
     jwt: JwtArgs,
+    #[command(flatten)]
+    nats: NatsArgs,
     /// TCP port to listen on (all interfaces).
     #[arg(long, env = "PORT", default_value_t = 8080)]
     port: u16,
@@ -142,6 +179,24 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 async fn run(command: Command) -> Result<(), BoxError> {
     match command {
         Command::Serve(args) => serve(args).await,
+        Command::Relay(args) => {
+            let pool = db::connect_lazy(
+                &args.database.database_url,
+                args.database.database_max_connections,
+            )?;
+            db::migrate(&pool).await?;
+            let (stop, stopped) = watch::channel(false);
+            let relay = tokio::spawn(relay::run(
+                pool,
+                args.nats.relay_config(),
+                RelayStatus::default(),
+                stopped,
+            ));
+            shutdown_signal().await;
+            stop.send_replace(true);
+            relay.await?;
+            Ok(())
+        }
         Command::Migrate(args) => {
             let pool = db::connect_lazy(&args.database_url, args.database_max_connections)?;
             db::migrate(&pool).await?;
@@ -173,13 +228,29 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     db::migrate(&pool)
         .await
         .map_err(|e| format!("applying migrations failed: {e}"))?;
-    let app = app::build(pool.clone(), args.jwt.tokens(), Arc::new(SecureCodes));
+    let (stop, stopped) = watch::channel(false);
+    let relay_status = RelayStatus::default();
+    let relay = tokio::spawn(relay::run(
+        pool.clone(),
+        args.nats.relay_config(),
+        relay_status.clone(),
+        stopped,
+    ));
+    let app = app::build(
+        pool.clone(),
+        args.jwt.tokens(),
+        Arc::new(SecureCodes),
+        relay_status,
+    );
     let listener = TcpListener::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, args.port)))
         .await
         .or(TcpListener::bind(("0.0.0.0", args.port)).await)
         .map_err(|e| format!("cannot listen on port {}: {e}", args.port))?;
     tracing::info!(address = %listener.local_addr()?, "serving");
     app::serve(listener, app, shutdown_signal()).await?;
+    // In-flight requests are done; the relay publishes what they committed, then stops.
+    stop.send_replace(true);
+    relay.await?;
     pool.close().await;
     tracing::info!("stopped");
     Ok(())

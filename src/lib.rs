@@ -9,3 +9,4 @@ pub mod db;
 pub mod event_store;
 pub mod http;
 pub mod read_model;
+pub mod relay;

@@ -1,11 +1,11 @@
 //! The HTTP API: one router per resource, errors as problem+json.
 
 mod body;
+mod health;
 mod problem;
 mod rooms;
 
 use axum::http::{HeaderMap, HeaderName, Request};
-use axum::routing::get;
 use axum::Router;
 use sqlx::PgPool;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -15,6 +15,7 @@ pub use problem::ApiError;
 
 use crate::auth::Tokens;
 use crate::commands::RoomCommands;
+use crate::relay::RelayStatus;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -23,15 +24,13 @@ pub struct AppState {
     pub pool: PgPool,
     pub tokens: Tokens,
     pub commands: RoomCommands,
+    pub relay: RelayStatus,
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(rooms::router())
-        .route(
-            "/healthz",
-            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
-        )
+        .merge(health::router())
         .fallback(|| async { ApiError::NotFound("no such resource".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)

@@ -10,8 +10,10 @@ use std::time::Duration;
 use neuronmeet::auth::{Claims, Tokens};
 use neuronmeet::codes::{CodeGenerator, SecureCodes};
 use neuronmeet::db;
+use neuronmeet::relay::{self, RelayConfig, RelayStatus};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 
 pub const SECRET: &[u8] = b"integration-tests-secret-of-32-bytes!";
 
@@ -22,6 +24,10 @@ pub struct TestApp {
     pub db: PgPool,
     pub tokens: Tokens,
     pub database_name: String,
+    pub database_url: String,
+    pub relay: Option<tokio::task::JoinHandle<()>>,
+    pub relay_status: RelayStatus,
+    _stop_relay: watch::Sender<bool>,
 }
 
 pub struct Options {
@@ -29,6 +35,10 @@ pub struct Options {
     pub max_connections: u32,
     /// Route the service's database traffic through a proxy the test can cut.
     pub proxy: Option<Arc<Proxy>>,
+    /// Use this database (url, name) instead of a fresh one: several instances, one database.
+    pub database: Option<(String, String)>,
+    /// Run a relay publishing to this configuration.
+    pub relay: Option<RelayConfig>,
 }
 
 impl Default for Options {
@@ -37,6 +47,8 @@ impl Default for Options {
             codes: Arc::new(SecureCodes),
             max_connections: 10,
             proxy: None,
+            database: None,
+            relay: None,
         }
     }
 }
@@ -76,14 +88,27 @@ impl TestApp {
     }
 
     pub async fn spawn_with(options: Options) -> Self {
-        let (url, database_name) = fresh_database().await;
+        let (url, database_name) = match options.database {
+            Some(database) => database,
+            None => fresh_database().await,
+        };
         let service_url = match &options.proxy {
             Some(proxy) => proxy.start(&url).await,
             None => url.clone(),
         };
         let pool = db::connect_lazy(&service_url, options.max_connections).unwrap();
         let tokens = Tokens::new(SECRET, None, None);
-        let app = neuronmeet::app::build(pool, tokens.clone(), options.codes);
+        let relay_status = RelayStatus::default();
+        let (stop_relay, relay_stopped) = watch::channel(false);
+        let relay = options.relay.map(|config| {
+            tokio::spawn(relay::run(
+                pool.clone(),
+                config,
+                relay_status.clone(),
+                relay_stopped,
+            ))
+        });
+        let app = neuronmeet::app::build(pool, tokens.clone(), options.codes, relay_status.clone());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(neuronmeet::app::serve(
@@ -97,6 +122,10 @@ impl TestApp {
             db: PgPool::connect(&url).await.unwrap(),
             tokens,
             database_name,
+            database_url: url,
+            relay,
+            relay_status,
+            _stop_relay: stop_relay,
         }
     }
 
@@ -216,5 +245,112 @@ async fn forward(
         if to.write_all(&buffer[..n]).await.is_err() {
             return;
         }
+    }
+}
+
+/// A nats-server with JetStream of the test's own, on a free port, that the test can stop and
+/// start again (with the same store).
+pub struct NatsServer {
+    pub url: String,
+    port: u16,
+    store: std::path::PathBuf,
+    process: Option<std::process::Child>,
+}
+
+impl NatsServer {
+    pub async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let store = std::env::temp_dir().join(format!(
+            "neuronmeet-test-nats-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        let mut server = Self {
+            url: format!("nats://127.0.0.1:{port}"),
+            port,
+            store,
+            process: None,
+        };
+        server.restart().await;
+        server
+    }
+
+    pub async fn restart(&mut self) {
+        let child = std::process::Command::new("nats-server")
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(&self.store)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server must be on PATH (scripts/test installs it)");
+        self.process = Some(child);
+        for _ in 0..100 {
+            if TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("nats-server did not start on port {}", self.port);
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn relay_config(&self) -> RelayConfig {
+        RelayConfig {
+            poll_interval: Duration::from_millis(200),
+            ..RelayConfig::new(&self.url)
+        }
+    }
+
+    /// Every message in the ROOMS stream, in stream order.
+    pub async fn messages(&self) -> Vec<async_nats::jetstream::message::StreamMessage> {
+        let client = async_nats::connect(&self.url).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let Ok(mut stream) = js.get_stream("ROOMS").await else {
+            return Vec::new();
+        };
+        let last = stream.info().await.unwrap().state.last_sequence;
+        let mut messages = Vec::new();
+        for sequence in 1..=last {
+            messages.push(stream.get_raw_message(sequence).await.unwrap());
+        }
+        messages
+    }
+
+    /// Waits until the stream holds at least `count` messages (or 30 s pass), then returns them.
+    pub async fn wait_for(
+        &self,
+        count: usize,
+    ) -> Vec<async_nats::jetstream::message::StreamMessage> {
+        for _ in 0..300 {
+            let messages = self.messages().await;
+            if messages.len() >= count {
+                return messages;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.messages().await
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.store);
     }
 }

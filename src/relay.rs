@@ -1,0 +1,340 @@
+//! The relay: every committed event, in commit order, to NATS JetStream, exactly once as
+//! consumers see it. The events table is the outbox.
+//!
+//! - Commit order without gaps: events are read by `(transaction_id, global_position)` past the
+//!   checkpoint and only from transactions older than every one still running
+//!   (`pg_snapshot_xmin`). Identity values are taken before commit, so reading by
+//!   `global_position` alone would skip a slow transaction's events forever.
+//! - At-least-once: each publish's PublishAck is awaited before the checkpoint advances.
+//! - No duplicates: `Nats-Msg-Id` = `<roomId>:<sequence>` lets JetStream drop re-publishes
+//!   within its duplicate window; on taking over, the relay also moves its checkpoint past the
+//!   last message already in the stream, which covers outages longer than that window.
+//! - One publisher: a PostgreSQL advisory lock held on a dedicated connection; when its holder
+//!   dies the session ends, the lock is released, and a standby takes over within a second.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, message::PublishMessage, stream};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::postgres::PgListener;
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::sync::watch;
+
+/// Advisory lock key of the relay ("ROOMSRLY" in ASCII).
+const LEADER_LOCK: i64 = 0x524f_4f4d_5352_4c59;
+const CHECKPOINT: &str = "nats";
+pub const NOTIFY_CHANNEL: &str = "events_committed";
+
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    pub nats_url: String,
+    pub stream: String,
+    pub duplicate_window: Duration,
+    pub batch_size: i64,
+    /// How often to look for events when no notification arrives (a missed NOTIFY, say).
+    pub poll_interval: Duration,
+}
+
+impl RelayConfig {
+    pub fn new(nats_url: impl Into<String>) -> Self {
+        Self {
+            nats_url: nats_url.into(),
+            stream: "ROOMS".into(),
+            duplicate_window: Duration::from_secs(120),
+            batch_size: 500,
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What /readyz shows of this instance's relay.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RelayState {
+    /// `starting`, `standby` (another instance publishes), `publishing` or `degraded`.
+    pub status: &'static str,
+    pub published: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+#[derive(Clone, Default)]
+pub struct RelayStatus(Arc<Mutex<RelayState>>);
+
+impl RelayStatus {
+    pub fn get(&self) -> RelayState {
+        self.0.lock().expect("relay status lock").clone()
+    }
+
+    fn update(&self, change: impl FnOnce(&mut RelayState)) {
+        change(&mut self.0.lock().expect("relay status lock"));
+    }
+}
+
+/// Runs until `shutdown` turns true, finishing the batch in hand. Failures (NATS or
+/// PostgreSQL down) are reported in `status` and retried; they never end the relay.
+pub async fn run(
+    pool: PgPool,
+    config: RelayConfig,
+    status: RelayStatus,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    status.update(|s| s.status = "starting");
+    let client = async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect(&config.nats_url)
+        .await;
+    let client = match client {
+        Ok(client) => client,
+        Err(error) => {
+            status.update(|s| {
+                s.status = "degraded";
+                s.last_error = Some(format!("invalid NATS_URL: {error}"));
+            });
+            tracing::error!(%error, "the relay cannot use NATS_URL");
+            return;
+        }
+    };
+    let js = jetstream::new(client);
+    while !stopping(&shutdown) {
+        match lead(&pool, &js, &config, &status, &mut shutdown).await {
+            Ok(()) => {}
+            Err(error) => {
+                tracing::warn!(error = %error, "relay degraded; retrying");
+                status.update(|s| {
+                    s.status = "degraded";
+                    s.last_error = Some(error.to_string());
+                });
+                sleep_or_shutdown(Duration::from_secs(1), &mut shutdown).await;
+            }
+        }
+    }
+    tracing::info!("relay stopped");
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Waits for leadership, then publishes until shutdown or an error.
+async fn lead(
+    pool: &PgPool,
+    js: &jetstream::Context,
+    config: &RelayConfig,
+    status: &RelayStatus,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), BoxError> {
+    // A connection of its own: the lock lives as long as this session.
+    let mut lock = PgConnection::connect_with(&pool.connect_options()).await?;
+    loop {
+        let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(LEADER_LOCK)
+            .fetch_one(&mut lock)
+            .await?;
+        if leader {
+            break;
+        }
+        status.update(|s| s.status = "standby");
+        if sleep_or_shutdown(Duration::from_secs(1), shutdown).await {
+            return Ok(());
+        }
+    }
+    tracing::info!("relay is the publisher");
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(NOTIFY_CHANNEL).await?;
+    ensure_stream(js, config).await?;
+    reconcile(pool, js, config).await?;
+    status.update(|s| {
+        s.status = "publishing";
+        s.last_error = None;
+    });
+    while !stopping(&shutdown) {
+        let published = publish_batch(pool, js, config).await?;
+        status.update(|s| s.published += published as u64);
+        if published as i64 == config.batch_size {
+            continue; // behind: go on at once
+        }
+        // Still the leader? (A lost session means another instance may lead now.)
+        sqlx::query("SELECT 1").execute(&mut lock).await?;
+        tokio::select! {
+            notification = listener.recv() => { notification?; }
+            _ = tokio::time::sleep(config.poll_interval) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    Ok(())
+}
+
+/// Creates the stream, or brings an existing one's settings up to date.
+pub async fn ensure_stream(js: &jetstream::Context, config: &RelayConfig) -> Result<(), BoxError> {
+    js.create_or_update_stream(stream::Config {
+        name: config.stream.clone(),
+        subjects: vec!["rooms.>".into()],
+        storage: stream::StorageType::File,
+        duplicate_window: config.duplicate_window,
+        ..Default::default()
+    })
+    .await?;
+    Ok(())
+}
+
+/// Moves the checkpoint past the last event already in the stream, so that a relay whose
+/// checkpoint fell behind (it crashed between publish and checkpoint, and was down longer than
+/// the duplicate window) never publishes an event twice.
+async fn reconcile(
+    pool: &PgPool,
+    js: &jetstream::Context,
+    config: &RelayConfig,
+) -> Result<(), BoxError> {
+    sqlx::query("INSERT INTO checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
+        .bind(CHECKPOINT)
+        .execute(pool)
+        .await?;
+    let mut stream = js.get_stream(&config.stream).await?;
+    let last = stream.info().await?.state.last_sequence;
+    if last == 0 {
+        return Ok(());
+    }
+    let message = stream.get_raw_message(last).await?;
+    let envelope: Value = serde_json::from_slice(&message.payload)?;
+    let Some(position) = envelope["globalposition"].as_i64() else {
+        return Err(format!(
+            "the last message in {} has no globalposition",
+            config.stream
+        )
+        .into());
+    };
+    let moved = sqlx::query(
+        "UPDATE checkpoints c SET transaction_id = e.transaction_id, global_position = e.global_position, \
+                updated_at = now() \
+           FROM events e \
+          WHERE c.name = $1 AND e.global_position = $2 \
+            AND (e.transaction_id, e.global_position) > (c.transaction_id, c.global_position)",
+    )
+    .bind(CHECKPOINT)
+    .bind(position)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    if moved > 0 {
+        tracing::warn!(
+            position,
+            "checkpoint was behind the stream; moved it to the last published event"
+        );
+    }
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct Pending {
+    transaction_id: String,
+    global_position: i64,
+    aggregate_id: String,
+    sequence: i64,
+    event_type: String,
+    event_version: String,
+    payload: Value,
+    recorded_at: DateTime<Utc>,
+}
+
+/// Publishes the next batch past the checkpoint; returns how many events it published.
+async fn publish_batch(
+    pool: &PgPool,
+    js: &jetstream::Context,
+    config: &RelayConfig,
+) -> Result<usize, BoxError> {
+    let batch: Vec<Pending> = sqlx::query_as(
+        "SELECT e.transaction_id::text AS transaction_id, e.global_position, e.aggregate_id, e.sequence, \
+                e.event_type, e.event_version, e.payload, e.recorded_at \
+           FROM events e, checkpoints c \
+          WHERE c.name = $1 \
+            AND (e.transaction_id, e.global_position) > (c.transaction_id, c.global_position) \
+            AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+          ORDER BY e.transaction_id, e.global_position \
+          LIMIT $2",
+    )
+    .bind(CHECKPOINT)
+    .bind(config.batch_size)
+    .fetch_all(pool)
+    .await?;
+    let Some(last) = batch.last() else {
+        return Ok(0);
+    };
+    // Send the whole batch, then await the acks: one round trip's wait per batch, and
+    // JetStream stores messages from one connection in the order they were sent.
+    let mut acks = Vec::with_capacity(batch.len());
+    for event in &batch {
+        let id = format!("{}:{}", event.aggregate_id, event.sequence);
+        let body = serde_json::to_vec(&envelope(event, &id))?;
+        let subject = format!("rooms.{}.{}", event.aggregate_id, event.event_type);
+        acks.push(
+            js.send_publish(
+                subject,
+                PublishMessage::build().message_id(&id).payload(body.into()),
+            )
+            .await?,
+        );
+    }
+    for ack in acks {
+        ack.await?;
+    }
+    sqlx::query(
+        "UPDATE checkpoints SET transaction_id = $2::text::xid8, global_position = $3, updated_at = now() \
+          WHERE name = $1",
+    )
+    .bind(CHECKPOINT)
+    .bind(&last.transaction_id)
+    .bind(last.global_position)
+    .execute(pool)
+    .await?;
+    Ok(batch.len())
+}
+
+/// The CloudEvents 1.0 envelope of an event (see docs/events.md).
+fn envelope(event: &Pending, id: &str) -> Value {
+    // Stored payloads are tagged with their type (`{"RoomCreated": {...}}`); `data` is the
+    // payload itself.
+    let data = event
+        .payload
+        .get(&event.event_type)
+        .unwrap_or(&event.payload);
+    serde_json::json!({
+        "specversion": "1.0",
+        "id": id,
+        "source": "/neuronmeet/rooms",
+        "type": event.event_type,
+        "subject": event.aggregate_id,
+        "time": event.recorded_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        "datacontenttype": "application/json",
+        "dataschemaversion": event.event_version,
+        "sequence": event.sequence,
+        "globalposition": event.global_position,
+        "data": data,
+    })
+}
+
+/// Shutdown was requested, or whoever could request it is gone.
+fn stopping(shutdown: &watch::Receiver<bool>) -> bool {
+    *shutdown.borrow() || shutdown.has_changed().is_err()
+}
+
+/// Sleeps, or returns true early when shutdown is requested.
+async fn sleep_or_shutdown(duration: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(duration) => stopping(shutdown),
+        _ = shutdown.changed() => true,
+    }
+}
+
+/// Events committed but not yet published, and the age of the oldest, for /readyz.
+pub async fn lag(pool: &PgPool) -> Result<(i64, f64), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(e.recorded_at))::float8, 0) \
+           FROM events e LEFT JOIN checkpoints c ON c.name = $1 \
+          WHERE (e.transaction_id, e.global_position) > (COALESCE(c.transaction_id, '0'), COALESCE(c.global_position, 0))",
+    )
+    .bind(CHECKPOINT)
+    .fetch_one(pool)
+    .await
+}

@@ -1,0 +1,273 @@
+//! The relay against a real nats-server: every committed event in the ROOMS stream exactly
+//! once, in per-room order, through slow transactions, NATS outages, crashes and two instances.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::message::StreamMessage;
+use common::{NatsServer, Options, TestApp};
+use serde_json::{json, Value};
+
+fn with_relay(nats: &NatsServer) -> Options {
+    Options {
+        relay: Some(nats.relay_config()),
+        ..Options::default()
+    }
+}
+
+async fn create_rooms(app: &Arc<TestApp>, count: usize) -> Vec<String> {
+    let creates = (0..count).map(|_| {
+        let app = Arc::clone(app);
+        tokio::spawn(async move {
+            let response = app.create_room(json!({})).await;
+            assert_eq!(response.status(), 201);
+            response.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+    });
+    futures_util::future::join_all(creates)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Checks each message's subject, id header and envelope; asserts no event appears twice and
+/// each room's events are in sequence order. Returns the ids in stream order.
+fn check_messages(messages: &[StreamMessage]) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut next_sequence: HashMap<String, i64> = HashMap::new();
+    for message in messages {
+        let envelope: Value = serde_json::from_slice(&message.payload).unwrap();
+        let room = envelope["subject"].as_str().unwrap().to_owned();
+        let sequence = envelope["sequence"].as_i64().unwrap();
+        let kind = envelope["type"].as_str().unwrap();
+        let id = format!("{room}:{sequence}");
+        assert_eq!(message.subject.as_str(), format!("rooms.{room}.{kind}"));
+        assert_eq!(message.headers.get("Nats-Msg-Id").unwrap().as_str(), id);
+        assert_eq!(envelope["id"], id);
+        assert_eq!(envelope["specversion"], "1.0");
+        assert_eq!(envelope["datacontenttype"], "application/json");
+        assert!(envelope["globalposition"].as_i64().is_some());
+        assert!(envelope["time"].as_str().is_some_and(|t| t.ends_with('Z')));
+        match kind {
+            "RoomCreated" => assert_eq!(envelope["data"]["roomId"], room.as_str()),
+            "SettingsConfigured" => assert_eq!(envelope["data"]["maxParticipants"], 50),
+            other => panic!("unexpected event type {other}"),
+        }
+        let expected = next_sequence.entry(room).or_insert(1);
+        assert_eq!(sequence, *expected, "{id} out of order");
+        *expected += 1;
+        ids.push(id);
+    }
+    let distinct: HashSet<_> = ids.iter().collect();
+    assert_eq!(distinct.len(), ids.len(), "an event was published twice");
+    ids
+}
+
+#[tokio::test]
+async fn every_event_of_concurrent_creates_arrives_once() {
+    let nats = NatsServer::start().await;
+    let app = Arc::new(TestApp::spawn_with(with_relay(&nats)).await);
+    let rooms = create_rooms(&app, 40).await;
+    let ids = check_messages(&nats.wait_for(80).await);
+    assert_eq!(ids.len(), 80);
+    for room in rooms {
+        assert!(ids.contains(&format!("{room}:1")) && ids.contains(&format!("{room}:2")));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        nats.messages().await.len(),
+        80,
+        "nothing more arrives later"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_transaction_that_commits_last_is_still_published() {
+    let nats = NatsServer::start().await;
+    let app = Arc::new(TestApp::spawn_with(with_relay(&nats)).await);
+    create_rooms(&app, 2).await;
+    nats.wait_for(4).await;
+
+    // A transaction takes its global position now and commits after later ones.
+    let mut slow = app.db.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+         VALUES ('Room', 'slow-room', 1, 'RoomCreated', '1.0.0', '{\"RoomCreated\": {\"roomId\": \"slow-room\"}}', '{}')",
+    )
+    .execute(&mut *slow)
+    .await
+    .unwrap();
+    let rooms = create_rooms(&app, 5).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    slow.commit().await.unwrap();
+
+    let messages = nats.wait_for(4 + 1 + 10).await;
+    let ids = check_messages_allowing_slow_room(&messages);
+    assert_eq!(ids.len(), 15);
+    assert!(
+        ids.contains(&"slow-room:1".to_owned()),
+        "the slow transaction's event was skipped"
+    );
+    for room in rooms {
+        assert!(ids.contains(&format!("{room}:2")), "{room} was skipped");
+    }
+}
+
+/// The slow room's hand-written payload has no settings: check the envelope basics only.
+fn check_messages_allowing_slow_room(messages: &[StreamMessage]) -> Vec<String> {
+    let (slow, rest): (Vec<_>, Vec<_>) = messages
+        .iter()
+        .cloned()
+        .partition(|m| m.subject.as_str().starts_with("rooms.slow-room."));
+    assert_eq!(slow.len(), 1);
+    let mut ids = check_messages(&rest);
+    ids.push(
+        slow[0]
+            .headers
+            .get("Nats-Msg-Id")
+            .unwrap()
+            .as_str()
+            .to_owned(),
+    );
+    ids
+}
+
+#[tokio::test]
+async fn a_nats_outage_delays_events_but_loses_none() {
+    let mut nats = NatsServer::start().await;
+    let app = Arc::new(TestApp::spawn_with(with_relay(&nats)).await);
+    create_rooms(&app, 3).await;
+    nats.wait_for(6).await;
+
+    nats.stop();
+    create_rooms(&app, 10).await; // 201s: the log is the outbox
+    let ready: Value = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "ready");
+    assert!(
+        ready["relay"]["lag"]["events"].as_i64().unwrap() > 0,
+        "{ready}"
+    );
+    let mut degraded = false;
+    for _ in 0..100 {
+        if app.relay_status.get().status == "degraded" {
+            degraded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(degraded, "the relay never reported NATS being down");
+
+    nats.restart().await;
+    let ids = check_messages(&nats.wait_for(26).await);
+    assert_eq!(ids.len(), 26);
+    let ready: Value = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["relay"]["lag"]["events"], 0, "{ready}");
+}
+
+#[tokio::test]
+async fn a_relay_killed_before_its_checkpoint_publishes_nothing_twice() {
+    let nats = NatsServer::start().await;
+    // A duplicate window so short that only reconciliation can prevent duplicates.
+    let config = || neuronmeet::relay::RelayConfig {
+        duplicate_window: Duration::from_secs(1),
+        ..nats.relay_config()
+    };
+    let mut app = TestApp::spawn_with(Options {
+        relay: Some(config()),
+        ..Options::default()
+    })
+    .await;
+    for _ in 0..5 {
+        app.create_room(json!({})).await;
+    }
+    nats.wait_for(10).await;
+    // Killed after publishing, before writing its checkpoint: the checkpoint is back at 0.
+    app.relay.take().unwrap().abort();
+    sqlx::query("UPDATE checkpoints SET transaction_id = '0', global_position = 0")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await; // past the duplicate window
+
+    let restarted = TestApp::spawn_with(Options {
+        relay: Some(config()),
+        database: Some((app.database_url.clone(), app.database_name.clone())),
+        ..Options::default()
+    })
+    .await;
+    restarted.create_room(json!({})).await;
+    let ids = check_messages(&nats.wait_for(12).await);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(ids.len(), 12);
+    assert_eq!(nats.messages().await.len(), 12);
+}
+
+#[tokio::test]
+async fn two_instances_on_one_database_publish_each_event_once() {
+    let nats = NatsServer::start().await;
+    let first = Arc::new(TestApp::spawn_with(with_relay(&nats)).await);
+    let second = Arc::new(
+        TestApp::spawn_with(Options {
+            database: Some((first.database_url.clone(), first.database_name.clone())),
+            ..with_relay(&nats)
+        })
+        .await,
+    );
+    let (a, b) = tokio::join!(create_rooms(&first, 15), create_rooms(&second, 15));
+    assert_eq!(a.len() + b.len(), 30);
+    let ids = check_messages(&nats.wait_for(60).await);
+    assert_eq!(ids.len(), 60);
+    let statuses = [
+        first.relay_status.get().status,
+        second.relay_status.get().status,
+    ];
+    assert!(
+        statuses.contains(&"publishing") && statuses.contains(&"standby"),
+        "{statuses:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(nats.messages().await.len(), 60);
+}
+
+#[tokio::test]
+async fn a_standby_takes_over_when_the_publisher_dies() {
+    let nats = NatsServer::start().await;
+    let mut first = TestApp::spawn_with(with_relay(&nats)).await;
+    first.create_room(json!({})).await;
+    nats.wait_for(2).await;
+    let second = TestApp::spawn_with(Options {
+        database: Some((first.database_url.clone(), first.database_name.clone())),
+        ..with_relay(&nats)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(second.relay_status.get().status, "standby");
+    first.relay.take().unwrap().abort();
+    second.create_room(json!({})).await;
+    let ids = check_messages(&nats.wait_for(4).await);
+    assert_eq!(ids.len(), 4);
+    assert_eq!(second.relay_status.get().status, "publishing");
+}
