@@ -149,7 +149,7 @@ async fn lead(
         s.status = "publishing";
         s.last_error = None;
     });
-    while !stopping(&shutdown) {
+    while !stopping(shutdown) {
         let published = publish_batch(pool, js, config).await?;
         status.update(|s| s.published += published as u64);
         if published as i64 == config.batch_size {
