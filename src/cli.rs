@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use crate::auth::{parse_ttl, Claims, Tokens};
 use crate::codes::SecureCodes;
 use crate::relay::{self, RelayConfig, RelayStatus};
+use crate::replay;
 use crate::{app, db};
 
 #[derive(Parser)]
@@ -30,6 +31,8 @@ enum Command {
     Migrate(DatabaseArgs),
     /// Run only the relay that publishes committed events to NATS JetStream.
     Relay(RelayArgs),
+    /// Rebuild a read model from the event log, while the service keeps serving.
+    Replay(ReplayArgs),
     /// Print a bearer token signed with JWT_SECRET, for development.
     Token(TokenArgs),
 }
@@ -104,6 +107,18 @@ struct RelayArgs {
     database: DatabaseArgs,
     #[command(flatten)]
     nats: NatsArgs,
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    /// The read model to rebuild.
+    #[arg(long, default_value = "rooms", value_parser = clap::builder::PossibleValuesParser::new(replay::PROJECTIONS))]
+    projection: String,
+    /// Events read and written per batch.
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+    batch_size: i64,
 }
 
 #[derive(Args)]
@@ -201,6 +216,35 @@ async fn run(command: Command) -> Result<(), BoxError> {
             let pool = db::connect_lazy(&args.database_url, args.database_max_connections)?;
             db::migrate(&pool).await?;
             tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Replay(args) => {
+            let pool = db::connect_lazy(
+                &args.database.database_url,
+                args.database.database_max_connections,
+            )?;
+            db::migrate(&pool).await?;
+            let summary = replay::run(&pool, &args.projection, args.batch_size, |p| {
+                eprintln!(
+                    "replay {}: {}/{} events, {:.0} events/s, position ({}, {}), ETA {:.0}s",
+                    args.projection,
+                    p.events,
+                    p.total,
+                    p.rate(),
+                    p.position.transaction_id,
+                    p.position.global_position,
+                    p.eta().as_secs_f64()
+                );
+            })
+            .await?;
+            println!(
+                "replayed {} events into {} rows of {} in {:.2}s ({:.0} events/s)",
+                summary.events,
+                summary.rooms,
+                args.projection,
+                summary.elapsed.as_secs_f64(),
+                summary.events_per_second()
+            );
             Ok(())
         }
         Command::Token(args) => {

@@ -103,7 +103,7 @@ async fn project_rooms(
     let mut view = if first.sequence == 1 {
         None
     } else {
-        read_model::find_for_update(conn, &first.aggregate_id).await?
+        read_model::find_for_update(conn, "rooms", &first.aggregate_id).await?
     };
     for event in events {
         let decoded: RoomEvent = serde_json::from_value(event.payload.clone())
@@ -114,7 +114,7 @@ async fn project_rooms(
         );
     }
     match view {
-        Some(view) => read_model::upsert(conn, "rooms", &view).await,
+        Some(view) => read_model::upsert(conn, "rooms", &[view]).await,
         None => Ok(()),
     }
 }

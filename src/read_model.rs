@@ -14,46 +14,51 @@ pub async fn find_by_id<'e>(
     db: impl PgExecutor<'e>,
     id: &str,
 ) -> Result<Option<RoomView>, sqlx::Error> {
-    select_one(db, "id = $1", id).await
+    select_one(db, "rooms", "id = $1", id).await
 }
 
 pub async fn find_by_code<'e>(
     db: impl PgExecutor<'e>,
     code: &str,
 ) -> Result<Option<RoomView>, sqlx::Error> {
-    select_one(db, "code = $1", code).await
+    select_one(db, "rooms", "code = $1", code).await
 }
 
-/// The current row, locked until the transaction ends, for applying further events.
+/// The current row in `table`, locked until the transaction ends, for applying further events.
 pub async fn find_for_update(
     conn: &mut PgConnection,
+    table: &str,
     id: &str,
 ) -> Result<Option<RoomView>, sqlx::Error> {
-    select_one(conn, "id = $1 FOR UPDATE", id).await
+    select_one(conn, table, "id = $1 FOR UPDATE", id).await
 }
 
 async fn select_one<'e>(
     db: impl PgExecutor<'e>,
+    table: &str,
     filter: &str,
     value: &str,
 ) -> Result<Option<RoomView>, sqlx::Error> {
-    sqlx::query_as::<_, Stored>(&format!("SELECT {COLUMNS} FROM rooms WHERE {filter}"))
+    sqlx::query_as::<_, Stored>(&format!("SELECT {COLUMNS} FROM {table} WHERE {filter}"))
         .bind(value)
         .fetch_optional(db)
         .await
         .map(|row| row.map(|Stored(view)| view))
 }
 
-/// Inserts or replaces the row of `view.id` in `table` (`rooms`, or a replay's fresh table).
+/// Inserts or replaces the rows of `views` in `table` (`rooms`, or a replay's fresh table), in
+/// one statement whatever their number.
 pub async fn upsert(
     conn: &mut PgConnection,
     table: &str,
-    view: &RoomView,
+    views: &[RoomView],
 ) -> Result<(), sqlx::Error> {
-    let settings = view.settings.as_ref();
     sqlx::query(&format!(
         "INSERT INTO {table} ({COLUMNS}) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+           $7::bool[], $8::bool[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[], \
+           $12::timestamptz[], $13::text[], $14::bool[], $15::bool[], $16::bool[], $17::bool[], \
+           $18::bool[], $19::int4[], $20::int8[]) \
          ON CONFLICT (id) DO UPDATE SET \
            code = EXCLUDED.code, name = EXCLUDED.name, host_id = EXCLUDED.host_id, \
            host_display_name = EXCLUDED.host_display_name, host_avatar_url = EXCLUDED.host_avatar_url, \
@@ -66,29 +71,41 @@ pub async fn upsert(
            mute_participants_on_join = EXCLUDED.mute_participants_on_join, \
            max_participants = EXCLUDED.max_participants, version = EXCLUDED.version"
     ))
-    .bind(&view.id)
-    .bind(view.code.as_str())
-    .bind(&view.name)
-    .bind(&view.host_id)
-    .bind(&view.host_display_name)
-    .bind(&view.host_avatar_url)
-    .bind(view.is_active)
-    .bind(view.is_locked)
-    .bind(view.started_at)
-    .bind(view.created_at)
-    .bind(view.updated_at)
-    .bind(view.ended_at)
-    .bind(settings.map(|s| &s.id))
-    .bind(settings.map(|s| s.allow_chat))
-    .bind(settings.map(|s| s.allow_screen_share))
-    .bind(settings.map(|s| s.allow_guest_access))
-    .bind(settings.map(|s| s.waiting_room))
-    .bind(settings.map(|s| s.mute_participants_on_join))
-    .bind(settings.map(|s| s.max_participants as i32))
-    .bind(view.version)
+    .bind(column(views, |v| v.id.clone()))
+    .bind(column(views, |v| v.code.to_string()))
+    .bind(column(views, |v| v.name.clone()))
+    .bind(column(views, |v| v.host_id.clone()))
+    .bind(column(views, |v| v.host_display_name.clone()))
+    .bind(column(views, |v| v.host_avatar_url.clone()))
+    .bind(column(views, |v| v.is_active))
+    .bind(column(views, |v| v.is_locked))
+    .bind(column(views, |v| v.started_at))
+    .bind(column(views, |v| v.created_at))
+    .bind(column(views, |v| v.updated_at))
+    .bind(column(views, |v| v.ended_at))
+    .bind(setting(views, |s| s.id.clone()))
+    .bind(setting(views, |s| s.allow_chat))
+    .bind(setting(views, |s| s.allow_screen_share))
+    .bind(setting(views, |s| s.allow_guest_access))
+    .bind(setting(views, |s| s.waiting_room))
+    .bind(setting(views, |s| s.mute_participants_on_join))
+    .bind(setting(views, |s| s.max_participants as i32))
+    .bind(column(views, |v| v.version))
     .execute(conn)
     .await
     .map(|_| ())
+}
+
+/// One array per column, for UNNEST.
+fn column<T>(views: &[RoomView], value: impl Fn(&RoomView) -> T) -> Vec<T> {
+    views.iter().map(value).collect()
+}
+
+fn setting<T>(views: &[RoomView], value: impl Fn(&RoomSettingsView) -> T) -> Vec<Option<T>> {
+    views
+        .iter()
+        .map(|v| v.settings.as_ref().map(&value))
+        .collect()
 }
 
 struct Stored(RoomView);

@@ -16,12 +16,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, message::PublishMessage, stream};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::SecondsFormat;
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::postgres::PgListener;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::watch;
+
+use crate::event_log::{self, LoggedEvent, Position, Settled};
 
 /// Advisory lock key of the relay ("ROOMSRLY" in ASCII).
 const LEADER_LOCK: i64 = 0x524f_4f4d_5352_4c59;
@@ -144,13 +146,13 @@ async fn lead(
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen(NOTIFY_CHANNEL).await?;
     ensure_stream(js, config).await?;
-    reconcile(pool, js, config).await?;
+    let mut checkpoint = reconcile(pool, js, config).await?;
     status.update(|s| {
         s.status = "publishing";
         s.last_error = None;
     });
     while !stopping(shutdown) {
-        let published = publish_batch(pool, js, config).await?;
+        let published = publish_batch(pool, js, config, &mut checkpoint).await?;
         status.update(|s| s.published += published as u64);
         if published as i64 == config.batch_size {
             continue; // behind: go on at once
@@ -179,85 +181,66 @@ pub async fn ensure_stream(js: &jetstream::Context, config: &RelayConfig) -> Res
     Ok(())
 }
 
-/// Moves the checkpoint past the last event already in the stream, so that a relay whose
-/// checkpoint fell behind (it crashed between publish and checkpoint, and was down longer than
-/// the duplicate window) never publishes an event twice.
+/// Loads the checkpoint, first moving it past the last event already in the stream, so that a
+/// relay whose checkpoint fell behind (it crashed between publish and checkpoint, and was down
+/// longer than the duplicate window) never publishes an event twice.
 async fn reconcile(
     pool: &PgPool,
     js: &jetstream::Context,
     config: &RelayConfig,
-) -> Result<(), BoxError> {
+) -> Result<Position, BoxError> {
     sqlx::query("INSERT INTO checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
         .bind(CHECKPOINT)
         .execute(pool)
         .await?;
     let mut stream = js.get_stream(&config.stream).await?;
     let last = stream.info().await?.state.last_sequence;
-    if last == 0 {
-        return Ok(());
-    }
-    let message = stream.get_raw_message(last).await?;
-    let envelope: Value = serde_json::from_slice(&message.payload)?;
-    let Some(position) = envelope["globalposition"].as_i64() else {
-        return Err(format!(
-            "the last message in {} has no globalposition",
-            config.stream
+    if last > 0 {
+        let message = stream.get_raw_message(last).await?;
+        let envelope: Value = serde_json::from_slice(&message.payload)?;
+        let Some(position) = envelope["globalposition"].as_i64() else {
+            return Err(format!(
+                "the last message in {} has no globalposition",
+                config.stream
+            )
+            .into());
+        };
+        let moved = sqlx::query(
+            "UPDATE checkpoints c SET transaction_id = e.transaction_id, global_position = e.global_position, \
+                    updated_at = now() \
+               FROM events e \
+              WHERE c.name = $1 AND e.global_position = $2 \
+                AND (e.transaction_id, e.global_position) > (c.transaction_id, c.global_position)",
         )
-        .into());
-    };
-    let moved = sqlx::query(
-        "UPDATE checkpoints c SET transaction_id = e.transaction_id, global_position = e.global_position, \
-                updated_at = now() \
-           FROM events e \
-          WHERE c.name = $1 AND e.global_position = $2 \
-            AND (e.transaction_id, e.global_position) > (c.transaction_id, c.global_position)",
+        .bind(CHECKPOINT)
+        .bind(position)
+        .execute(pool)
+        .await?
+        .rows_affected();
+        if moved > 0 {
+            tracing::warn!(
+                position,
+                "checkpoint was behind the stream; moved it to the last published event"
+            );
+        }
+    }
+    Ok(sqlx::query_as(
+        "SELECT transaction_id::text AS transaction_id, global_position FROM checkpoints WHERE name = $1",
     )
     .bind(CHECKPOINT)
-    .bind(position)
-    .execute(pool)
-    .await?
-    .rows_affected();
-    if moved > 0 {
-        tracing::warn!(
-            position,
-            "checkpoint was behind the stream; moved it to the last published event"
-        );
-    }
-    Ok(())
+    .fetch_one(pool)
+    .await?)
 }
 
-#[derive(sqlx::FromRow)]
-struct Pending {
-    transaction_id: String,
-    global_position: i64,
-    aggregate_id: String,
-    sequence: i64,
-    event_type: String,
-    event_version: String,
-    payload: Value,
-    recorded_at: DateTime<Utc>,
-}
-
-/// Publishes the next batch past the checkpoint; returns how many events it published.
+/// Publishes the next batch after `checkpoint` and advances it; returns how many events it
+/// published.
 async fn publish_batch(
     pool: &PgPool,
     js: &jetstream::Context,
     config: &RelayConfig,
+    checkpoint: &mut Position,
 ) -> Result<usize, BoxError> {
-    let batch: Vec<Pending> = sqlx::query_as(
-        "SELECT e.transaction_id::text AS transaction_id, e.global_position, e.aggregate_id, e.sequence, \
-                e.event_type, e.event_version, e.payload, e.recorded_at \
-           FROM events e, checkpoints c \
-          WHERE c.name = $1 \
-            AND (e.transaction_id, e.global_position) > (c.transaction_id, c.global_position) \
-            AND e.transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-          ORDER BY e.transaction_id, e.global_position \
-          LIMIT $2",
-    )
-    .bind(CHECKPOINT)
-    .bind(config.batch_size)
-    .fetch_all(pool)
-    .await?;
+    let batch = event_log::read_after(pool, checkpoint, config.batch_size, Settled::Only).await?;
     let Some(last) = batch.last() else {
         return Ok(0);
     };
@@ -284,15 +267,16 @@ async fn publish_batch(
           WHERE name = $1",
     )
     .bind(CHECKPOINT)
-    .bind(&last.transaction_id)
-    .bind(last.global_position)
+    .bind(&last.position.transaction_id)
+    .bind(last.position.global_position)
     .execute(pool)
     .await?;
+    *checkpoint = last.position.clone();
     Ok(batch.len())
 }
 
 /// The CloudEvents 1.0 envelope of an event (see docs/events.md).
-fn envelope(event: &Pending, id: &str) -> Value {
+fn envelope(event: &LoggedEvent, id: &str) -> Value {
     // Stored payloads are tagged with their type (`{"RoomCreated": {...}}`); `data` is the
     // payload itself.
     let data = event
@@ -309,7 +293,7 @@ fn envelope(event: &Pending, id: &str) -> Value {
         "datacontenttype": "application/json",
         "dataschemaversion": event.event_version,
         "sequence": event.sequence,
-        "globalposition": event.global_position,
+        "globalposition": event.position.global_position,
         "data": data,
     })
 }

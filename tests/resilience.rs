@@ -256,12 +256,26 @@ async fn commands_abandoned_by_a_timeout_complete_on_their_own() {
         avatar_url: None,
     };
     let mut abandoned = 0;
-    for delay in (1..60).map(|step| Duration::from_micros(250 * step)) {
+    for (done, delay) in (1..60).map(|step| (step, Duration::from_micros(250 * step as u64))) {
         let create = commands.create_room(NewRoom::default(), host.clone(), String::new());
         if tokio::time::timeout(delay, create).await.is_err() {
             abandoned += 1;
         }
-        tokio::time::sleep(Duration::from_millis(60)).await;
+        // The abandoned command completes on its own...
+        let mut rooms = 0;
+        for _ in 0..100 {
+            rooms = count("SELECT count(*) FROM rooms".into()).await;
+            if rooms == done {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            rooms, done,
+            "abandoned after {delay:?}, the command never completed"
+        );
+        // ...and leaves its connection outside any transaction.
+        tokio::time::sleep(Duration::from_millis(20)).await;
         let idle_in_transaction = count(format!(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = '{name}' AND state LIKE 'idle in transaction%'"
         ))
