@@ -11,8 +11,8 @@ use tokio::sync::watch;
 use crate::auth::{parse_ttl, Claims, Tokens};
 use crate::codes::SecureCodes;
 use crate::relay::{self, RelayConfig, RelayStatus};
-use crate::replay;
 use crate::{app, db};
+use crate::{replay, tail};
 
 #[derive(Parser)]
 #[command(name = "neuronmeet", version, about = "NeuronMeet rooms service")]
@@ -33,6 +33,8 @@ enum Command {
     Relay(RelayArgs),
     /// Rebuild a read model from the event log, while the service keeps serving.
     Replay(ReplayArgs),
+    /// Print room events from JetStream with a durable consumer (an example for subscribers).
+    Tail(TailArgs),
     /// Print a bearer token signed with JWT_SECRET, for development.
     Token(TokenArgs),
 }
@@ -107,6 +109,20 @@ struct RelayArgs {
     database: DatabaseArgs,
     #[command(flatten)]
     nats: NatsArgs,
+}
+
+#[derive(Args)]
+struct TailArgs {
+    #[arg(long, env = "NATS_URL")]
+    nats_url: String,
+    #[arg(long, env = "NATS_STREAM", default_value = "ROOMS")]
+    nats_stream: String,
+    /// Durable consumer name: a restarted tail goes on where it stopped.
+    #[arg(long, default_value = "neuronmeet-tail")]
+    durable: String,
+    /// Subject filter, e.g. `rooms.*.RoomCreated`.
+    #[arg(long, default_value = "rooms.>")]
+    subject: String,
 }
 
 #[derive(Args)]
@@ -246,6 +262,15 @@ async fn run(command: Command) -> Result<(), BoxError> {
                 summary.events_per_second()
             );
             Ok(())
+        }
+        Command::Tail(args) => {
+            tail::run(
+                &args.nats_url,
+                &args.nats_stream,
+                &args.durable,
+                &args.subject,
+            )
+            .await
         }
         Command::Token(args) => {
             let claims = Claims {

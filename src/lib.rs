@@ -12,3 +12,4 @@ pub mod http;
 pub mod read_model;
 pub mod relay;
 pub mod replay;
+pub mod tail;
