@@ -271,3 +271,44 @@ async fn a_standby_takes_over_when_the_publisher_dies() {
     assert_eq!(ids.len(), 4);
     assert_eq!(second.relay_status.get().status, "publishing");
 }
+
+/// The `required` list of a schema in asyncapi.yaml (written as `required: [a, b]`).
+fn documented_fields(schema: &str) -> HashSet<String> {
+    let spec =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/asyncapi.yaml")).unwrap();
+    let after = spec
+        .split(&format!("\n    {schema}:\n"))
+        .nth(1)
+        .unwrap_or_else(|| panic!("asyncapi.yaml has no schema {schema}"));
+    let list = after
+        .split("required: [")
+        .nth(1)
+        .unwrap()
+        .split(']')
+        .next()
+        .unwrap();
+    list.split(',').map(|f| f.trim().to_owned()).collect()
+}
+
+fn keys(value: &Value) -> HashSet<String> {
+    value.as_object().unwrap().keys().cloned().collect()
+}
+
+#[tokio::test]
+async fn what_subscribers_receive_is_what_asyncapi_yaml_documents() {
+    let nats = NatsServer::start().await;
+    let app = Arc::new(TestApp::spawn_with(with_relay(&nats)).await);
+    create_rooms(&app, 1).await;
+    let messages = nats.wait_for(2).await;
+    assert_eq!(messages.len(), 2);
+    for message in messages {
+        let envelope: Value = serde_json::from_slice(&message.payload).unwrap();
+        assert_eq!(keys(&envelope), documented_fields("Envelope"));
+        let data_schema = format!("{}Data", envelope["type"].as_str().unwrap());
+        assert_eq!(
+            keys(&envelope["data"]),
+            documented_fields(&data_schema),
+            "{data_schema}"
+        );
+    }
+}
