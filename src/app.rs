@@ -27,6 +27,7 @@ pub fn build(
         tokens,
         commands,
         relay,
+        openapi: Default::default(),
     })
 }
 

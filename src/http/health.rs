@@ -2,19 +2,37 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use crate::{db, relay};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/readyz", get(readyz))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
 }
 
+/// Liveness
+///
+/// 200 while the process is alive and serving HTTP.
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "Alive.", body = Object, example = json!({"status": "ok"}))))]
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Readiness
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses(
+        (status = 200, description = "PostgreSQL reachable and migrated; the relay's state and lag.", body = Object,
+            example = json!({"status": "ready", "database": {"status": "ok"},
+                "relay": {"status": "publishing", "published": 42, "lag": {"events": 0, "seconds": 0.0}}})),
+        (status = 503, description = "PostgreSQL unreachable or migrations pending.", body = Object),
+    ))]
 /// 200 when PostgreSQL answers and every migration is applied; 503 otherwise. The relay's
 /// state and lag are reported; NATS being down does not make the service unready, since
 /// creates still succeed (the log is the outbox) and are delivered when NATS returns.

@@ -35,15 +35,31 @@ pub enum ApiError {
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An RFC 9457 problem (`application/problem+json`).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "type": "https://neuronmeet.com/problems/validation", "title": "Validation failed", "status": 400,
+    "detail": "name must not be empty", "errors": [{"field": "name", "message": "must not be empty"}]
+}))]
+pub struct Problem<'a> {
     #[serde(rename = "type")]
     kind: String,
+    #[schema(value_type = String)]
     title: &'a str,
     status: u16,
     detail: String,
+    /// For validation failures: each failing field.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<FieldError>>)]
     errors: Option<&'a [FieldViolation]>,
+}
+
+/// One failing field of a request.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // the schema of aggregates::FieldViolation
+struct FieldError {
+    field: String,
+    message: String,
 }
 
 impl ApiError {

@@ -4,26 +4,52 @@ use aggregates::{validate_room_fields, FieldViolation, RoomCode};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use chrono::{DateTime, SecondsFormat, Utc};
 use projections::RoomView;
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::body::{json_type, JsonObject};
+use super::problem::Problem;
 use super::{request_id, ApiError, AppState};
 use crate::auth::Caller;
 use crate::commands::NewRoom;
 use crate::read_model;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/rooms", post(create_room))
-        .route("/rooms/{id}", get(get_room))
-        .route("/rooms/code/{code}", get(get_room_by_code))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_room))
+        .routes(routes!(get_room))
+        .routes(routes!(get_room_by_code))
 }
 
+/// Create a room
+///
+/// Creates a meeting room with a unique room code. The caller becomes its host.
+#[utoipa::path(
+    post,
+    path = "/rooms",
+    tag = "rooms",
+    security(("bearer" = [])),
+    params(("X-Request-Id" = Option<String>, Header, description = "Correlation id; generated when absent, returned, and stored in the events' metadata.")),
+    request_body(content = CreateRoomRequest, content_type = "application/json",
+        example = json!({"name": "Team Standup", "waitingRoom": true, "maxParticipants": 10})),
+    responses(
+        (status = 201, description = "The room, as GET /rooms/{id} returns it.", body = FullRoom,
+            headers(("Location" = String, description = "/rooms/{id}"))),
+        (status = 400, description = "Invalid body (each failing field is named in `errors`), or no unique room code after 10 attempts.",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, malformed, expired or wrongly signed token.", body = Problem,
+            content_type = "application/problem+json", headers(("WWW-Authenticate" = String))),
+        (status = 413, description = "Body larger than 16 KiB.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable; retry later.", body = Problem,
+            content_type = "application/problem+json", headers(("Retry-After" = String))),
+    )
+)]
 async fn create_room(
     State(state): State<AppState>,
     Caller(claims): Caller,
@@ -50,6 +76,24 @@ async fn create_room(
         .into_response())
 }
 
+/// Get a room
+///
+/// The full room, byte for byte what POST /rooms returned for it.
+#[utoipa::path(
+    get,
+    path = "/rooms/{id}",
+    tag = "rooms",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Room id")),
+    responses(
+        (status = 200, description = "The room.", body = FullRoom),
+        (status = 401, description = "Missing or invalid token.", body = Problem,
+            content_type = "application/problem+json", headers(("WWW-Authenticate" = String))),
+        (status = 404, description = "No room has this id.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable; retry later.", body = Problem,
+            content_type = "application/problem+json", headers(("Retry-After" = String))),
+    )
+)]
 async fn get_room(
     State(state): State<AppState>,
     _caller: Caller,
@@ -61,6 +105,21 @@ async fn get_room(
     Ok(Json(FullRoom::try_from(view)?))
 }
 
+/// Find a room by code
+///
+/// Public: what anyone holding a room code may see before joining.
+#[utoipa::path(
+    get,
+    path = "/rooms/code/{code}",
+    tag = "rooms",
+    params(("code" = String, Path, description = "Room code, `xxx-xxx-xxx`", example = "abc-def-ghi")),
+    responses(
+        (status = 200, description = "The room's public view.", body = PublicRoom),
+        (status = 404, description = "No room has this code.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable; retry later.", body = Problem,
+            content_type = "application/problem+json", headers(("Retry-After" = String))),
+    )
+)]
 async fn get_room_by_code(
     State(state): State<AppState>,
     Path(code): Path<String>,
@@ -142,28 +201,64 @@ fn optional_timestamp<S: Serializer>(
     }
 }
 
-#[derive(Serialize)]
+/// The body of POST /rooms. Every field is optional; `null` counts as absent. Unknown fields are
+/// rejected. (Documentation only: `parse_new_room` reads the body, to name every failing field.)
+#[derive(ToSchema)]
+#[schema(as = CreateRoomRequest)]
+#[allow(dead_code)]
+struct CreateRoomRequest {
+    /// Defaults to "Meeting Room".
+    #[schema(min_length = 1, max_length = 100, nullable = true)]
+    name: Option<String>,
+    /// Participants wait for the host's approval before joining.
+    #[schema(default = false, nullable = true)]
+    #[schema(rename = "waitingRoom")]
+    waiting_room: Option<bool>,
+    #[schema(minimum = 2, maximum = 100, default = 50, nullable = true)]
+    #[schema(rename = "maxParticipants")]
+    max_participants: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({
+    "id": "01a217d9-6167-7261-8d7a-f92b31d804e7", "code": "abc-def-ghi", "name": "Team Standup",
+    "hostId": "user-1", "isActive": true, "isLocked": false,
+    "startedAt": "2026-03-03T10:30:00.000Z", "createdAt": "2026-03-03T10:30:00.000Z",
+    "updatedAt": "2026-03-03T10:30:00.000Z", "endedAt": null,
+    "host": {"id": "user-1", "displayName": "John Doe", "avatarUrl": "https://example.com/avatar.jpg"},
+    "settings": {"id": "01a217d9-6167-7261-8d7a-f92cff2317e3", "roomId": "01a217d9-6167-7261-8d7a-f92b31d804e7",
+        "allowChat": true, "allowScreenShare": true, "allowGuestAccess": true, "waitingRoom": true,
+        "muteParticipantsOnJoin": false, "maxParticipants": 10}
+}))]
 pub struct FullRoom {
     id: String,
+    /// `xxx-xxx-xxx`, lowercase letters.
+    #[schema(pattern = "^[a-z]{3}-[a-z]{3}-[a-z]{3}$")]
     code: String,
     name: String,
     host_id: String,
     is_active: bool,
     is_locked: bool,
+    /// UTC, milliseconds: `2026-03-03T10:30:00.000Z`.
     #[serde(serialize_with = "timestamp")]
+    #[schema(value_type = String, format = DateTime)]
     started_at: DateTime<Utc>,
     #[serde(serialize_with = "timestamp")]
+    #[schema(value_type = String, format = DateTime)]
     created_at: DateTime<Utc>,
     #[serde(serialize_with = "timestamp")]
+    #[schema(value_type = String, format = DateTime)]
     updated_at: DateTime<Utc>,
+    /// Null while the room is active.
     #[serde(serialize_with = "optional_timestamp")]
+    #[schema(value_type = Option<String>, format = DateTime)]
     ended_at: Option<DateTime<Utc>>,
     host: HostInfo,
     settings: Settings,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct HostInfo {
     id: String,
@@ -171,7 +266,7 @@ struct HostInfo {
     avatar_url: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Settings {
     id: String,
@@ -223,7 +318,7 @@ impl TryFrom<RoomView> for FullRoom {
 }
 
 /// What anyone holding a room code may see.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PublicRoom {
     id: String,
@@ -235,7 +330,7 @@ pub struct PublicRoom {
     settings: PublicSettings,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct PublicSettings {
     waiting_room: bool,
