@@ -11,7 +11,7 @@ use crate::auth::Tokens;
 use crate::codes::CodeGenerator;
 use crate::commands::RoomCommands;
 use crate::event_store::EventRepository;
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, Limits};
 use crate::relay::RelayStatus;
 
 /// The HTTP application over an already migrated database.
@@ -20,15 +20,18 @@ pub fn build(
     tokens: Tokens,
     codes: Arc<dyn CodeGenerator>,
     relay: RelayStatus,
+    limits: &Limits,
 ) -> Router {
     let commands = RoomCommands::new(EventRepository::new(pool.clone()).into_cqrs(), codes);
-    http::router(AppState {
+    let state = AppState {
         pool,
         tokens,
         commands,
         relay,
         openapi: Default::default(),
-    })
+        metrics: crate::telemetry::handle(),
+    };
+    http::router(state, limits)
 }
 
 /// Serves until `shutdown` completes, then lets in-flight requests finish.

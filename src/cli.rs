@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use crate::auth::{parse_ttl, Claims, Tokens};
 use crate::codes::SecureCodes;
+use crate::http::Limits;
 use crate::relay::{self, RelayConfig, RelayStatus};
 use crate::{app, db};
 use crate::{replay, tail};
@@ -148,6 +149,15 @@ struct ServeArgs {
     /// TCP port to listen on (all interfaces).
     #[arg(long, env = "PORT", default_value_t = 8080)]
     port: u16,
+    /// Longest a request may take before it gets a 503 (a command it started still completes).
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_ttl)]
+    request_timeout: std::time::Duration,
+    /// Requests served at once; beyond that, requests are shed with a 503 rather than queued.
+    #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = 512)]
+    max_concurrent_requests: usize,
+    /// Comma-separated origins allowed by CORS (e.g. https://app.example.com). Unset: CORS off.
+    #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',')]
+    cors_origins: Vec<axum::http::HeaderValue>,
 }
 
 #[derive(Args)]
@@ -305,16 +315,26 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         relay_status.clone(),
         stopped,
     ));
+    let limits = Limits {
+        request_timeout: args.request_timeout,
+        max_concurrent_requests: args.max_concurrent_requests,
+        cors_origins: args.cors_origins,
+    };
     let app = app::build(
         pool.clone(),
         args.jwt.tokens(),
         Arc::new(SecureCodes),
         relay_status,
+        &limits,
     );
-    let listener = TcpListener::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, args.port)))
-        .await
-        .or(TcpListener::bind(("0.0.0.0", args.port)).await)
-        .map_err(|e| format!("cannot listen on port {}: {e}", args.port))?;
+    // Both IPv6 and IPv4 where the system allows a dual-stack socket, IPv4 alone otherwise.
+    let listener =
+        match TcpListener::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, args.port))).await {
+            Ok(listener) => listener,
+            Err(_) => TcpListener::bind(("0.0.0.0", args.port))
+                .await
+                .map_err(|e| format!("cannot listen on port {}: {e}", args.port))?,
+        };
     tracing::info!(address = %listener.local_addr()?, "serving");
     app::serve(listener, app, shutdown_signal()).await?;
     // In-flight requests are done; the relay publishes what they committed, then stops.

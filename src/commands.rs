@@ -61,13 +61,16 @@ impl RoomCommands {
         request_id: String,
     ) -> Result<String, CommandError> {
         let commands = self.clone();
-        tokio::spawn(async move {
+        let outcome = tokio::spawn(async move {
             commands
                 .create_room_to_completion(room, host, request_id)
                 .await
         })
         .await
-        .map_err(|join| CommandError::Failed(Box::new(join)))?
+        .map_err(|join| CommandError::Failed(Box::new(join)))
+        .flatten();
+        record("CreateRoom", outcome.as_ref().err());
+        outcome
     }
 
     async fn create_room_to_completion(
@@ -111,6 +114,7 @@ impl RoomCommands {
             match result {
                 Ok(()) => return Ok(room_id),
                 Err(AggregateError::UnexpectedError(error)) if error.is::<CodeTaken>() => {
+                    metrics::counter!("room_code_collisions_total").increment(1);
                     tracing::info!(attempt, code = %command.code, "room code taken, drawing another");
                 }
                 Err(error) => return Err(error.into()),
@@ -118,6 +122,35 @@ impl RoomCommands {
         }
         Err(CommandError::CodesExhausted)
     }
+}
+
+/// Counts a command's outcome: `commands_total{command,outcome}`, and the reason of each
+/// rejection and conflict.
+fn record(command: &'static str, error: Option<&CommandError>) {
+    let (outcome, reason) = match error {
+        None => ("accepted", None),
+        Some(CommandError::Rejected(RoomError::Invalid(_))) => ("rejected", Some("validation")),
+        Some(CommandError::Rejected(RoomError::AlreadyExists(_))) => {
+            ("rejected", Some("already_exists"))
+        }
+        Some(CommandError::CodesExhausted) => ("rejected", Some("codes_exhausted")),
+        Some(CommandError::Conflict) => ("conflict", None),
+        Some(CommandError::Unavailable(_)) => ("unavailable", None),
+        Some(CommandError::Failed(_)) => ("failed", None),
+    };
+    metrics::counter!("commands_total", "command" => command, "outcome" => outcome).increment(1);
+    if let Some(reason) = reason {
+        record_rejection(command, reason);
+    }
+    if outcome == "conflict" {
+        metrics::counter!("aggregate_conflicts_total", "aggregate" => "Room").increment(1);
+    }
+}
+
+/// `commands_rejected_total{command,reason}`; also for requests refused before the command ran.
+pub fn record_rejection(command: &'static str, reason: &'static str) {
+    metrics::counter!("commands_rejected_total", "command" => command, "reason" => reason)
+        .increment(1);
 }
 
 impl From<AggregateError<RoomError>> for CommandError {

@@ -13,3 +13,4 @@ pub mod read_model;
 pub mod relay;
 pub mod replay;
 pub mod tail;
+pub mod telemetry;

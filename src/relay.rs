@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, message::PublishMessage, stream};
-use chrono::SecondsFormat;
+use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::Value;
 use sqlx::postgres::PgListener;
@@ -259,9 +259,15 @@ async fn publish_batch(
             .await?,
         );
     }
-    for ack in acks {
+    for (ack, event) in acks.into_iter().zip(&batch) {
         ack.await?;
+        // From commit (well, insert) to PublishAck: what a subscriber waits for an event.
+        let delay = (Utc::now() - event.recorded_at)
+            .to_std()
+            .unwrap_or_default();
+        metrics::histogram!("relay_publish_delay_seconds").record(delay.as_secs_f64());
     }
+    metrics::counter!("relay_published_total").increment(batch.len() as u64);
     sqlx::query(
         "UPDATE checkpoints SET transaction_id = $2::text::xid8, global_position = $3, updated_at = now() \
           WHERE name = $1",

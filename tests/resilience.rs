@@ -195,13 +195,26 @@ async fn clients_that_hang_up_leave_no_half_done_command() {
         "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' AND state LIKE 'idle in transaction%'",
         app.database_name
     );
-    for delay in (0..40).map(|ms| Duration::from_micros(500 * ms)) {
+    for (done, delay) in (1..=40).map(|ms| (ms, Duration::from_millis(ms as u64 - 1))) {
         let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
         stream.write_all(request.as_bytes()).await.unwrap();
         tokio::time::sleep(delay).await;
         drop(stream);
-        // Time for a command that was not cancelled to finish on its own.
-        tokio::time::sleep(Duration::from_millis(60)).await;
+        // The command goes on without its client, and completes...
+        let mut rooms = 0;
+        for _ in 0..250 {
+            rooms = app.count("SELECT count(*) FROM rooms").await;
+            if rooms == done {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            rooms, done,
+            "hung up after {delay:?}: the command never completed"
+        );
+        // ...leaving its connection outside any transaction.
+        tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(
             app.count(&idle_in_transaction).await,
             0,

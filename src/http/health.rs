@@ -1,7 +1,8 @@
-//! Liveness and readiness.
+//! Operations endpoints: liveness, readiness and metrics.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::{json, Value};
 use utoipa_axum::router::OpenApiRouter;
@@ -14,6 +15,34 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(healthz))
         .routes(routes!(readyz))
+        .routes(routes!(metrics))
+}
+
+/// Prometheus metrics
+///
+/// HTTP requests by route and status with latency histograms, commands by outcome and
+/// rejection reason, aggregate conflicts, code collisions, relay published count, delay and
+/// lag, and database pool usage.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text format 0.0.4.", content_type = "text/plain", body = String)))]
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    if let Ok((events, seconds)) = relay::lag(&state.pool).await {
+        metrics::gauge!("relay_lag_events").set(events as f64);
+        metrics::gauge!("relay_lag_seconds").set(seconds);
+    }
+    let idle = state.pool.num_idle() as f64;
+    metrics::gauge!("db_pool_connections", "state" => "idle").set(idle);
+    metrics::gauge!("db_pool_connections", "state" => "in_use")
+        .set(f64::from(state.pool.size()) - idle);
+    metrics::gauge!("db_pool_max_connections")
+        .set(f64::from(state.pool.options().get_max_connections()));
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
 }
 
 /// Liveness

@@ -8,9 +8,15 @@ mod rooms;
 
 use std::sync::Arc;
 
-use axum::http::{HeaderMap, HeaderName, Request};
+use std::time::Duration;
+
+use axum::error_handling::HandleErrorLayer;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request};
+use axum::BoxError;
 use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -33,6 +39,7 @@ pub struct AppState {
     pub relay: RelayStatus,
     /// The OpenAPI document, serialized once.
     pub openapi: Arc<String>,
+    pub metrics: PrometheusHandle,
 }
 
 #[derive(OpenApi)]
@@ -83,10 +90,50 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     routes().1
 }
 
-pub fn router(mut state: AppState) -> Router {
+/// Protection of the service as a whole.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// A request still running after this gets a 503 (a command it started still completes).
+    pub request_timeout: Duration,
+    /// Requests served at once; more are shed at once with a 503 instead of queueing.
+    pub max_concurrent_requests: usize,
+    /// Origins allowed by CORS; empty: CORS is off.
+    pub cors_origins: Vec<HeaderValue>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            request_timeout: Duration::from_secs(10),
+            max_concurrent_requests: 512,
+            cors_origins: Vec::new(),
+        }
+    }
+}
+
+/// What the overload and timeout layers report.
+async fn overload_problem(error: BoxError) -> ApiError {
+    if error.is::<tower::timeout::error::Elapsed>() {
+        ApiError::Unavailable("the request timed out".into())
+    } else if error.is::<tower::load_shed::error::Overloaded>() {
+        ApiError::Unavailable("too many requests at once; load shed".into())
+    } else {
+        ApiError::Internal(error)
+    }
+}
+
+pub fn router(mut state: AppState, limits: &Limits) -> Router {
     let (routes, openapi) = routes();
     state.openapi = Arc::new(openapi.to_json().expect("the OpenAPI document serializes"));
+    let cors = (!limits.cors_origins.is_empty()).then(|| {
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(limits.cors_origins.clone()))
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, REQUEST_ID])
+            .expose_headers([header::LOCATION, REQUEST_ID])
+    });
     routes
+        .route_layer(axum::middleware::from_fn(crate::telemetry::track_requests))
         .fallback(|| async { ApiError::NotFound("no such resource".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)
@@ -105,7 +152,12 @@ pub fn router(mut state: AppState) -> Router {
                         )
                     }),
                 )
-                .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .option_layer(cors)
+                .layer(HandleErrorLayer::new(overload_problem))
+                .load_shed()
+                .concurrency_limit(limits.max_concurrent_requests)
+                .timeout(limits.request_timeout),
         )
 }
 

@@ -17,7 +17,7 @@ use super::body::{json_type, JsonObject};
 use super::problem::Problem;
 use super::{request_id, ApiError, AppState};
 use crate::auth::Caller;
-use crate::commands::NewRoom;
+use crate::commands::{self, NewRoom};
 use crate::read_model;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -56,7 +56,8 @@ async fn create_room(
     headers: HeaderMap,
     JsonObject(body): JsonObject,
 ) -> Result<Response, ApiError> {
-    let room = parse_new_room(body)?;
+    let room = parse_new_room(body)
+        .inspect_err(|_| commands::record_rejection("CreateRoom", "validation"))?;
     let room_id = state
         .commands
         .create_room(room, claims.host(), request_id(&headers))

@@ -39,6 +39,7 @@ pub struct Options {
     pub database: Option<(String, String)>,
     /// Run a relay publishing to this configuration.
     pub relay: Option<RelayConfig>,
+    pub limits: neuronmeet::http::Limits,
 }
 
 impl Default for Options {
@@ -49,6 +50,7 @@ impl Default for Options {
             proxy: None,
             database: None,
             relay: None,
+            limits: Default::default(),
         }
     }
 }
@@ -108,7 +110,13 @@ impl TestApp {
                 relay_stopped,
             ))
         });
-        let app = neuronmeet::app::build(pool, tokens.clone(), options.codes, relay_status.clone());
+        let app = neuronmeet::app::build(
+            pool,
+            tokens.clone(),
+            options.codes,
+            relay_status.clone(),
+            &options.limits,
+        );
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(neuronmeet::app::serve(
@@ -197,7 +205,7 @@ impl Proxy {
         let proxy = Arc::clone(self);
         tokio::spawn(async move {
             loop {
-                let Ok((mut client, _)) = listener.accept().await else {
+                let Ok((client, _)) = listener.accept().await else {
                     return;
                 };
                 if proxy.cut.load(Ordering::SeqCst) {
@@ -205,12 +213,16 @@ impl Proxy {
                 }
                 let upstream = upstream.clone();
                 let mut cut = proxy.generation.subscribe();
+                let latency = proxy.latency;
                 tokio::spawn(async move {
-                    let Ok(mut server) = TcpStream::connect(&upstream).await else {
+                    let Ok(server) = TcpStream::connect(&upstream).await else {
                         return;
                     };
+                    let (client_read, client_write) = client.into_split();
+                    let (server_read, server_write) = server.into_split();
                     tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = forward(client_read, server_write, latency) => {}
+                        _ = forward(server_read, client_write, latency) => {}
                         _ = cut.changed() => {}
                     }
                 });

@@ -1,0 +1,219 @@
+//! What operators rely on: readiness, metrics, load shedding, timeouts, CORS, and a clean
+//! shutdown of the real binary under load.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{Options, Proxy, TestApp};
+use neuronmeet::http::Limits;
+use serde_json::{json, Value};
+
+/// The value of one series in Prometheus text, 0 when absent.
+fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(series)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_move_as_requests_are_made() {
+    let app = TestApp::spawn().await;
+    let scrape = || async {
+        app.client
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let created = r#"http_requests_total{method="POST",route="/rooms",status="201"}"#;
+    let rejected = r#"commands_rejected_total{command="CreateRoom",reason="validation"}"#;
+    let accepted = r#"commands_total{command="CreateRoom",outcome="accepted"}"#;
+    let before = scrape().await;
+    app.create_room(json!({})).await;
+    app.create_room(json!({})).await;
+    app.create_room(json!({"maxParticipants": 1})).await;
+    let after = scrape().await;
+    assert_eq!(
+        sample(&after, created) - sample(&before, created),
+        2.0,
+        "{after}"
+    );
+    assert_eq!(sample(&after, accepted) - sample(&before, accepted), 2.0);
+    assert_eq!(sample(&after, rejected) - sample(&before, rejected), 1.0);
+    for series in [
+        "http_request_duration_seconds_bucket",
+        "db_pool_connections{state=\"idle\"}",
+        "db_pool_max_connections",
+        "relay_lag_events",
+    ] {
+        assert!(after.contains(series), "{series} missing from /metrics");
+    }
+}
+
+#[tokio::test]
+async fn readiness_follows_the_database() {
+    let proxy = Arc::new(Proxy::default());
+    let app = TestApp::spawn_with(Options {
+        proxy: Some(proxy.clone()),
+        ..Options::default()
+    })
+    .await;
+    let ready = || async { app.client.get(app.url("/readyz")).send().await.unwrap() };
+    let response = ready().await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["database"]["status"], "ok");
+
+    proxy.cut();
+    let response = ready().await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["database"]["status"],
+        "unavailable"
+    );
+    assert_eq!(
+        app.client
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    proxy.restore();
+    let mut healed = false;
+    for _ in 0..50 {
+        if ready().await.status() == 200 {
+            healed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        healed,
+        "/readyz did not recover after the database returned"
+    );
+}
+
+#[tokio::test]
+async fn excess_concurrent_requests_are_shed_with_503() {
+    let app = Arc::new(
+        TestApp::spawn_with(Options {
+            proxy: Some(Arc::new(Proxy::with_latency(Duration::from_millis(20)))),
+            limits: Limits {
+                max_concurrent_requests: 2,
+                ..Limits::default()
+            },
+            ..Options::default()
+        })
+        .await,
+    );
+    let requests = (0..12).map(|_| {
+        let app = Arc::clone(&app);
+        tokio::spawn(async move {
+            let response = app.create_room(json!({})).await;
+            let status = response.status().as_u16();
+            if status == 503 {
+                assert_eq!(response.headers()["retry-after"], "5");
+                assert_eq!(
+                    response.headers()["content-type"],
+                    "application/problem+json"
+                );
+            }
+            status
+        })
+    });
+    let statuses: Vec<u16> = futures_util::future::join_all(requests)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let created = statuses.iter().filter(|s| **s == 201).count() as i64;
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 503),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&503), "nothing was shed: {statuses:?}");
+    assert!(created >= 1, "{statuses:?}");
+    assert_eq!(app.count("SELECT count(*) FROM rooms").await, created);
+}
+
+#[tokio::test]
+async fn a_request_that_times_out_gets_503_and_its_command_still_completes() {
+    let app = TestApp::spawn_with(Options {
+        proxy: Some(Arc::new(Proxy::with_latency(Duration::from_millis(30)))),
+        limits: Limits {
+            request_timeout: Duration::from_millis(100),
+            ..Limits::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let response = app.create_room(json!({})).await;
+    assert_eq!(response.status(), 503);
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["status"], 503);
+    let mut rooms = 0;
+    for _ in 0..50 {
+        rooms = app.count("SELECT count(*) FROM rooms").await;
+        if rooms == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(rooms, 1, "the command was cut short with its request");
+    assert_eq!(app.count("SELECT count(*) FROM events").await, 2);
+}
+
+#[tokio::test]
+async fn cors_is_off_unless_origins_are_configured() {
+    let preflight = |app: &TestApp| {
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/rooms"))
+            .header("origin", "https://app.example.com")
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type",
+            )
+            .send()
+    };
+    let closed = TestApp::spawn().await;
+    let response = preflight(&closed).await.unwrap();
+    assert!(response
+        .headers()
+        .get("access-control-allow-origin")
+        .is_none());
+
+    let open = TestApp::spawn_with(Options {
+        limits: Limits {
+            cors_origins: vec!["https://app.example.com".parse().unwrap()],
+            ..Limits::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let response = preflight(&open).await.unwrap();
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let other = open
+        .client
+        .get(open.url("/healthz"))
+        .header("origin", "https://evil.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+}
