@@ -58,8 +58,13 @@ const render = (doc) => {
       byTag.get(tag).push(operation(doc, path, method, op));
     }
   }
+  // Tags in the order the document declares them.
+  const declared = (doc.tags || []).map((tag) => tag.name);
+  const rank = (tag) => (declared.includes(tag) ? declared.indexOf(tag) : declared.length);
   const main = document.getElementById("operations");
-  for (const [tag, sections] of byTag) main.append(el("h2", {}, tag), ...sections);
+  for (const tag of [...byTag.keys()].sort((a, b) => rank(a) - rank(b))) {
+    main.append(el("h2", {}, tag), ...byTag.get(tag));
+  }
   document.body.dataset.rendered = "true";
 };
 

@@ -1,0 +1,80 @@
+//! /docs in a real headless Chromium (Debian's `chromium`, which scripts/test installs): the
+//! page renders /openapi.json from the service alone, shows POST /rooms, and logs no errors.
+
+mod common;
+
+use std::process::Command;
+
+use common::TestApp;
+
+fn chromium() -> &'static str {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|name| {
+            Command::new(name)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect("a headless Chromium must be installed (scripts/test installs Debian's chromium)")
+}
+
+#[tokio::test]
+async fn the_docs_page_renders_offline_with_post_rooms_and_no_console_errors() {
+    let app = TestApp::spawn().await;
+    let profile = std::env::temp_dir().join(format!(
+        "neuronmeet-chromium-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let url = app.url("/docs");
+    let browser = chromium();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--enable-logging=stderr",
+                "--v=0",
+                // Lets the page's fetch of /openapi.json and its rendering finish before the dump.
+                "--virtual-time-budget=10000",
+                "--dump-dom",
+            ])
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(url)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let dom = String::from_utf8_lossy(&output.stdout);
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "chromium failed: {log}");
+    assert!(
+        dom.contains("data-rendered=\"true\""),
+        "the page did not render the document:\n{dom}"
+    );
+    assert!(
+        dom.contains("id=\"post-/rooms\""),
+        "POST /rooms is not shown:\n{dom}"
+    );
+    assert!(
+        dom.contains("Create a room"),
+        "the operation's summary is missing:\n{dom}"
+    );
+    let console: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains(":CONSOLE"))
+        .collect();
+    assert!(console.is_empty(), "the console logged: {console:#?}");
+    let failed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("Failed to load resource"))
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+}
