@@ -191,8 +191,11 @@ ensure_packages() {
             nats | nats-server)
                 _nm_nats_bin >/dev/null || missing+=(nats-server)
                 ;;
+            chromium | curl)
+                command -v "$w" >/dev/null 2>&1 || missing+=("$w")
+                ;;
             *)
-                nm_err "ensure_packages: unknown package '$w' (expected postgres or nats)"
+                nm_err "ensure_packages: unknown package '$w' (expected postgres, nats, chromium or curl)"
                 return 1
                 ;;
         esac

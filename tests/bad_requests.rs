@@ -77,6 +77,7 @@ async fn the_bounds_are_accepted() {
         json!({"name": "x", "maxParticipants": 2}),
         json!({"name": "é".repeat(100), "maxParticipants": 100}),
         json!({"name": null, "waitingRoom": null, "maxParticipants": null}),
+        json!({"maxParticipants": 22.0}),
     ] {
         assert_eq!(app.create_room(body.clone()).await.status(), 201, "{body}");
     }

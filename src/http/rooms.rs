@@ -162,10 +162,8 @@ fn parse_new_room(body: Map<String, Value>) -> Result<NewRoom, ApiError> {
                 _ => violations.push(wrong_type("a boolean")),
             },
             "maxParticipants" => match &value {
-                Value::Number(n) => match n.as_i64() {
+                Value::Number(n) => match integer(n) {
                     Some(max) => room.max_participants = Some(max),
-                    // Beyond i64 it is out of range all the same; fractions are not integers.
-                    None if n.is_u64() => room.max_participants = Some(i64::MAX),
                     None => violations.push(FieldViolation::new(
                         field.as_str(),
                         format!("must be an integer, not {n}"),
@@ -187,6 +185,16 @@ fn parse_new_room(body: Map<String, Value>) -> Result<NewRoom, ApiError> {
     }
 }
 
+/// The integer a JSON number stands for, as JSON Schema counts them: `22.0` is 22. Integers
+/// beyond i64 saturate (they are out of any range all the same); fractions are `None`.
+fn integer(n: &serde_json::Number) -> Option<i64> {
+    if let Some(i) = n.as_i64() {
+        return Some(i);
+    }
+    let f = n.as_f64()?;
+    (f.fract() == 0.0).then_some(f as i64)
+}
+
 /// UTC, milliseconds, `Z`: `2026-03-03T10:30:00.000Z`.
 fn timestamp<S: Serializer>(at: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Millis, true))
@@ -204,8 +212,8 @@ fn optional_timestamp<S: Serializer>(
 
 /// The body of POST /rooms. Every field is optional; `null` counts as absent. Unknown fields are
 /// rejected. (Documentation only: `parse_new_room` reads the body, to name every failing field.)
-#[derive(ToSchema)]
-#[schema(as = CreateRoomRequest)]
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[allow(dead_code)]
 struct CreateRoomRequest {
     /// Defaults to "Meeting Room".
@@ -213,10 +221,8 @@ struct CreateRoomRequest {
     name: Option<String>,
     /// Participants wait for the host's approval before joining.
     #[schema(default = false, nullable = true)]
-    #[schema(rename = "waitingRoom")]
     waiting_room: Option<bool>,
     #[schema(minimum = 2, maximum = 100, default = 50, nullable = true)]
-    #[schema(rename = "maxParticipants")]
     max_participants: Option<i64>,
 }
 
