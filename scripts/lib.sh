@@ -191,11 +191,11 @@ ensure_packages() {
             nats | nats-server)
                 _nm_nats_bin >/dev/null || missing+=(nats-server)
                 ;;
-            chromium | curl)
+            chromium | curl | wrk)
                 command -v "$w" >/dev/null 2>&1 || missing+=("$w")
                 ;;
             *)
-                nm_err "ensure_packages: unknown package '$w' (expected postgres, nats, chromium or curl)"
+                nm_err "ensure_packages: unknown package '$w' (expected postgres, nats, chromium, curl or wrk)"
                 return 1
                 ;;
         esac
