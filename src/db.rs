@@ -2,46 +2,63 @@
 
 use std::time::Duration;
 
-use futures_util::FutureExt;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Executor, PgPool, Row};
+use sqlx::{Executor, PgConnection, PgPool, Postgres};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
 /// How long a request waits for a pooled connection before the database counts as down.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// A pool that never hands out a connection left inside a transaction.
-///
-/// sqlx 0.8 `Pool::begin` is not cancel-safe on PostgreSQL (sqlx issues #4385, #4393): a
-/// future dropped while BEGIN is in flight returns the connection to the pool inside an open
-/// transaction that sqlx does not track. Commands never get cancelled here (each runs in its own
-/// task), and this check is the second line: inside a transaction block `now()` is the
-/// transaction's start, so it differs from the statement's start; such a connection is closed,
-/// which makes the server roll the transaction back. It costs one round trip per release.
 pub fn pool_options(max_connections: u32) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(ACQUIRE_TIMEOUT)
-        .after_release(|conn, _meta| {
-            async move {
-                // The simple query protocol: an implicit transaction then starts with the
-                // statement, at exactly its timestamp (with the extended protocol the two can
-                // differ by the time between Bind and Execute).
-                // (A query without arguments goes by the simple protocol.)
-                let in_transaction: bool = conn
-                    .fetch_one("SELECT now() <> statement_timestamp()")
-                    .await?
-                    .try_get(0)?;
-                if in_transaction {
-                    tracing::warn!(
-                        "closing a pooled connection that was returned inside a transaction"
-                    );
-                }
-                Ok(!in_transaction)
-            }
-            .boxed()
-        })
+}
+
+/// A transaction that never returns its connection to the pool while still open.
+///
+/// sqlx 0.8 `Pool::begin` is not cancel-safe on PostgreSQL (sqlx issues #4385, #4393): a
+/// future dropped while BEGIN is in flight returns the connection to the pool inside an open
+/// transaction that sqlx does not track, and the next borrower's statements run inside it.
+/// Here BEGIN and COMMIT are plain statements on a connection we hold, and until COMMIT has
+/// completed, dropping the `Tx` (a cancelled future, an error, a panic) closes the connection
+/// instead of pooling it, so the server rolls the transaction back. Commands also run in tasks
+/// of their own, which nothing cancels: this is the second line, and it costs no round trip.
+pub struct Tx {
+    conn: Option<PoolConnection<Postgres>>,
+}
+
+impl Tx {
+    pub async fn begin(pool: &PgPool) -> Result<Self, sqlx::Error> {
+        let mut tx = Self {
+            conn: Some(pool.acquire().await?),
+        };
+        tx.conn().execute("BEGIN").await?;
+        Ok(tx)
+    }
+
+    pub fn conn(&mut self) -> &mut PgConnection {
+        self.conn
+            .as_mut()
+            .expect("a Tx holds its connection until commit")
+    }
+
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        self.conn().execute("COMMIT").await?;
+        // Committed: the connection is clean and may go back to the pool.
+        self.conn.take();
+        Ok(())
+    }
+}
+
+impl Drop for Tx {
+    fn drop(&mut self) {
+        if let Some(conn) = &mut self.conn {
+            conn.close_on_drop();
+        }
+    }
 }
 
 /// Connects lazily: the service starts, and answers 503, while the database is down.

@@ -16,7 +16,8 @@ use projections::RoomView;
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 
-use crate::{db, read_model};
+use crate::db::{self, Tx};
+use crate::read_model;
 
 pub type RoomCqrs = CqrsFramework<Room, PersistedEventStore<EventRepository, Room>>;
 
@@ -45,9 +46,9 @@ impl EventRepository {
     }
 
     async fn insert_with_projections(&self, events: &[SerializedEvent]) -> Result<(), sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        insert_events(&mut tx, events).await?;
-        project_rooms(&mut tx, events).await?;
+        let mut tx = Tx::begin(&self.pool).await?;
+        insert_events(tx.conn(), events).await?;
+        project_rooms(tx.conn(), events).await?;
         tx.commit().await
     }
 }

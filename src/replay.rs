@@ -13,6 +13,7 @@ use cqrs_es::Aggregate;
 use projections::RoomView;
 use sqlx::{PgConnection, PgPool};
 
+use crate::db::Tx;
 use crate::event_log::{self, LoggedEvent, Position, Settled};
 use crate::read_model;
 
@@ -84,17 +85,17 @@ pub async fn run(
 
     // The swap: block new events, apply the last ones, replace the table, all in one
     // transaction. EXCLUSIVE waits for running writers and lets readers through.
-    let mut tx = pool.begin().await?;
+    let mut tx = Tx::begin(pool).await?;
     sqlx::query("LOCK TABLE events IN EXCLUSIVE MODE")
-        .execute(&mut *tx)
+        .execute(tx.conn())
         .await?;
     loop {
         let batch =
-            event_log::read_after(&mut *tx, &state.position, batch_size, Settled::Any).await?;
+            event_log::read_after(tx.conn(), &state.position, batch_size, Settled::Any).await?;
         if batch.is_empty() {
             break;
         }
-        apply(&mut tx, &batch).await?;
+        apply(tx.conn(), &batch).await?;
         state.advance(&batch);
     }
     sqlx::raw_sql(&format!(
@@ -105,10 +106,10 @@ pub async fn run(
          ALTER TABLE rooms RENAME CONSTRAINT {FRESH}_code_key TO rooms_code_key; \
          ALTER INDEX {FRESH}_host_id_created_at RENAME TO rooms_host_id_created_at;"
     ))
-    .execute(&mut *tx)
+    .execute(tx.conn())
     .await?;
     let rooms: i64 = sqlx::query_scalar("SELECT count(*) FROM rooms")
-        .fetch_one(&mut *tx)
+        .fetch_one(tx.conn())
         .await?;
     tx.commit().await?;
     progress(&state);
