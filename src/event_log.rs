@@ -46,6 +46,9 @@ pub enum Settled {
 }
 
 /// Up to `limit` events after `after`, in commit order.
+///
+/// ORDER BY names the table's columns: a bare `transaction_id` would mean the `::text` output
+/// column, and "1000" sorts before "999".
 pub async fn read_after<'e>(
     db: impl PgExecutor<'e>,
     after: &Position,
@@ -61,7 +64,7 @@ pub async fn read_after<'e>(
                 sequence, event_type, event_version, payload, recorded_at \
            FROM events \
           WHERE (transaction_id, global_position) > ($1::text::xid8, $2) {settled_filter} \
-          ORDER BY transaction_id, global_position \
+          ORDER BY events.transaction_id, events.global_position \
           LIMIT $3"
     ))
     .bind(&after.transaction_id)

@@ -100,3 +100,59 @@ async fn replay_refuses_unknown_projections() {
         .unwrap_err();
     assert!(error.to_string().contains("unknown projection"), "{error}");
 }
+
+/// Transaction ids are compared as numbers: 999 comes before 1000 (a text comparison would
+/// put "1000" first and skip events).
+#[tokio::test]
+async fn the_log_is_read_in_commit_order_across_transaction_id_digit_boundaries() {
+    use neuronmeet::event_log::{read_after, Position, Settled};
+    let app = TestApp::spawn().await;
+    for _ in 0..3 {
+        app.create_room(json!({})).await;
+    }
+    // Burn transaction ids up to the next power of ten.
+    let current: i64 = sqlx::query_scalar("SELECT pg_current_xact_id()::text::bigint")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let boundary = 10i64.pow(current.to_string().len() as u32);
+    sqlx::query(&format!(
+        "DO $$ BEGIN FOR i IN 1..{} LOOP PERFORM pg_current_xact_id(); COMMIT; END LOOP; END $$",
+        boundary - current
+    ))
+    .execute(&app.db)
+    .await
+    .unwrap();
+    for _ in 0..3 {
+        app.create_room(json!({})).await;
+    }
+    // Read as the relay does, in batches of two; transactions still running elsewhere in the
+    // cluster (other tests) may hold back the newest events for a moment.
+    let mut position = Position::start();
+    let mut read = Vec::new();
+    for _ in 0..100 {
+        let batch = read_after(&app.db, &position, 2, Settled::Only)
+            .await
+            .unwrap();
+        match batch.last() {
+            Some(last) => position = last.position.clone(),
+            None if read.len() >= 12 => break,
+            None => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+        read.extend(batch.into_iter().map(|e| e.position));
+    }
+    let expected: Vec<Position> = sqlx::query_as(
+        "SELECT transaction_id::text AS transaction_id, global_position FROM events \
+         ORDER BY events.transaction_id, events.global_position",
+    )
+    .fetch_all(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(expected.len(), 12);
+    assert!(
+        expected.first().unwrap().transaction_id.len()
+            < expected.last().unwrap().transaction_id.len(),
+        "the test did not cross a digit boundary: {expected:?}"
+    );
+    assert_eq!(read, expected);
+}
