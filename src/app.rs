@@ -22,7 +22,7 @@ pub fn build(
     relay: RelayStatus,
     limits: &Limits,
 ) -> Router {
-    let commands = RoomCommands::new(EventRepository::new(pool.clone()).into_cqrs(), codes);
+    let commands = RoomCommands::new(EventRepository::new(pool.clone()).into_store(), codes);
     let state = AppState {
         pool,
         tokens,

@@ -3,13 +3,15 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aggregates::{CreateRoom, Host, RoomCommand, RoomError};
+use aggregates::{CreateRoom, Host, Room, RoomCommand, RoomError};
 use chrono::{DurationRound, TimeDelta, Utc};
-use cqrs_es::AggregateError;
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::persist::EventStoreAggregateContext;
+use cqrs_es::{Aggregate, AggregateError, EventStore};
 
 use crate::codes::CodeGenerator;
 use crate::db;
-use crate::event_store::{CodeTaken, RoomCqrs};
+use crate::event_store::{CodeTaken, RoomStore};
 
 /// Draws per create before giving up, as the API specification says.
 pub const MAX_CODE_ATTEMPTS: u32 = 10;
@@ -38,14 +40,14 @@ pub enum CommandError {
 
 #[derive(Clone)]
 pub struct RoomCommands {
-    cqrs: Arc<RoomCqrs>,
+    store: Arc<RoomStore>,
     codes: Arc<dyn CodeGenerator>,
 }
 
 impl RoomCommands {
-    pub fn new(cqrs: RoomCqrs, codes: Arc<dyn CodeGenerator>) -> Self {
+    pub fn new(store: RoomStore, codes: Arc<dyn CodeGenerator>) -> Self {
         Self {
-            cqrs: Arc::new(cqrs),
+            store: Arc::new(store),
             codes,
         }
     }
@@ -104,8 +106,7 @@ impl RoomCommands {
                 command.code = self.codes.draw();
             }
             let result = self
-                .cqrs
-                .execute_with_metadata(
+                .execute_on_new(
                     &room_id,
                     RoomCommand::CreateRoom(command.clone()),
                     metadata.clone(),
@@ -121,6 +122,33 @@ impl RoomCommands {
             }
         }
         Err(CommandError::CodesExhausted)
+    }
+
+    /// `CqrsFramework::execute` for an aggregate that cannot have history yet (its id was just
+    /// generated): the framework would first SELECT the empty event stream; this starts from
+    /// the empty context instead, and commits through the same event store.
+    async fn execute_on_new(
+        &self,
+        aggregate_id: &str,
+        command: RoomCommand,
+        metadata: HashMap<String, String>,
+    ) -> Result<(), AggregateError<RoomError>> {
+        let mut context = EventStoreAggregateContext {
+            aggregate_id: aggregate_id.to_owned(),
+            aggregate: Room::default(),
+            current_sequence: 0,
+            current_snapshot: None,
+        };
+        let sink = EventSink::default();
+        context
+            .aggregate
+            .handle(command, &(), &sink)
+            .await
+            .map_err(AggregateError::UserError)?;
+        self.store
+            .commit(sink.collect().await, context, metadata)
+            .await?;
+        Ok(())
     }
 }
 

@@ -10,7 +10,7 @@ use cqrs_es::persist::{
     PersistedEventRepository, PersistedEventStore, PersistenceError, ReplayStream, SerializedEvent,
     SerializedSnapshot,
 };
-use cqrs_es::{Aggregate, CqrsFramework};
+use cqrs_es::Aggregate;
 use postgres_es::PostgresEventRepository;
 use projections::RoomView;
 use serde_json::Value;
@@ -19,7 +19,7 @@ use sqlx::{PgConnection, PgPool};
 use crate::db::{self, Tx};
 use crate::read_model;
 
-pub type RoomCqrs = CqrsFramework<Room, PersistedEventStore<EventRepository, Room>>;
+pub type RoomStore = PersistedEventStore<EventRepository, Room>;
 
 /// The code a command drew is already used by another room: draw another.
 #[derive(Debug, thiserror::Error)]
@@ -39,10 +39,10 @@ impl EventRepository {
         }
     }
 
-    /// A command framework without snapshots (the 0.5 snapshot store double-applies events)
-    /// and without post-commit queries (projections run inside `persist`).
-    pub fn into_cqrs(self) -> RoomCqrs {
-        CqrsFramework::new(PersistedEventStore::new_event_store(self), vec![], ())
+    /// An event store without snapshots (the 0.5 snapshot store double-applies events).
+    /// Projections run inside `persist`, not as post-commit queries.
+    pub fn into_store(self) -> RoomStore {
+        PersistedEventStore::new_event_store(self)
     }
 
     async fn insert_with_projections(&self, events: &[SerializedEvent]) -> Result<(), sqlx::Error> {

@@ -250,7 +250,7 @@ async fn commands_abandoned_by_a_timeout_complete_on_their_own() {
     let proxy = Arc::new(Proxy::with_latency(Duration::from_millis(2)));
     let pool = neuronmeet::db::connect_lazy(&proxy.start(&url).await, 1).unwrap();
     let commands = RoomCommands::new(
-        EventRepository::new(pool.clone()).into_cqrs(),
+        EventRepository::new(pool.clone()).into_store(),
         Arc::new(neuronmeet::codes::SecureCodes),
     );
     let observer = sqlx::PgPool::connect(&url).await.unwrap();
