@@ -59,7 +59,7 @@ def machine():
     tool = subprocess.run(["bash", "-c", "ls /usr/lib/postgresql/*/bin/pg_test_fsync | tail -1"],
                           capture_output=True, text=True).stdout.strip()
     if tool and PGDATA:
-        out = subprocess.run([tool, "-s", "2", "-f", f"{PGDATA}/pg_test_fsync.tmp"],
+        out = subprocess.run([tool, "-s", "1", "-f", f"{PGDATA}/pg_test_fsync.tmp"],
                              capture_output=True, text=True).stdout
         match = re.search(r"fdatasync\s+([\d.]+) ops/sec\s+(\d+) usecs/op", out)
         if match:

@@ -127,12 +127,13 @@ async fn lead(
     status: &RelayStatus,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), BoxError> {
-    // A connection of its own: the lock lives as long as this session.
-    let mut lock = PgConnection::connect_with(&pool.connect_options()).await?;
+    // A connection of its own: the lock lives as long as this session, and the leader reads
+    // the log and writes its checkpoint through it (so a lost session stops it publishing).
+    let mut session = PgConnection::connect_with(&pool.connect_options()).await?;
     loop {
         let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
             .bind(LEADER_LOCK)
-            .fetch_one(&mut lock)
+            .fetch_one(&mut session)
             .await?;
         if leader {
             break;
@@ -143,6 +144,11 @@ async fn lead(
         }
     }
     tracing::info!("relay is the publisher");
+    // Checkpoints need not wait for the disk: one lost in a crash only means re-publishing
+    // events that JetStream de-duplicates (and reconciliation skips).
+    sqlx::query("SET synchronous_commit = off")
+        .execute(&mut session)
+        .await?;
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen(NOTIFY_CHANNEL).await?;
     ensure_stream(js, config).await?;
@@ -152,13 +158,11 @@ async fn lead(
         s.last_error = None;
     });
     while !stopping(shutdown) {
-        let published = publish_batch(pool, js, config, &mut checkpoint).await?;
+        let published = publish_batch(&mut session, js, config, &mut checkpoint).await?;
         status.update(|s| s.published += published as u64);
         if published as i64 == config.batch_size {
             continue; // behind: go on at once
         }
-        // Still the leader? (A lost session means another instance may lead now.)
-        sqlx::query("SELECT 1").execute(&mut lock).await?;
         tokio::select! {
             notification = listener.recv() => { notification?; }
             _ = tokio::time::sleep(config.poll_interval) => {}
@@ -235,12 +239,13 @@ async fn reconcile(
 /// Publishes the next batch after `checkpoint` and advances it; returns how many events it
 /// published.
 async fn publish_batch(
-    pool: &PgPool,
+    session: &mut PgConnection,
     js: &jetstream::Context,
     config: &RelayConfig,
     checkpoint: &mut Position,
 ) -> Result<usize, BoxError> {
-    let batch = event_log::read_after(pool, checkpoint, config.batch_size, Settled::Only).await?;
+    let batch =
+        event_log::read_after(&mut *session, checkpoint, config.batch_size, Settled::Only).await?;
     let Some(last) = batch.last() else {
         return Ok(0);
     };
@@ -275,7 +280,7 @@ async fn publish_batch(
     .bind(CHECKPOINT)
     .bind(&last.position.transaction_id)
     .bind(last.position.global_position)
-    .execute(pool)
+    .execute(session)
     .await?;
     *checkpoint = last.position.clone();
     Ok(batch.len())
