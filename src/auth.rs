@@ -24,11 +24,26 @@ pub struct Claims {
     pub picture: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iss: Option<String>,
+    /// A string or an array of strings (RFC 7519); checked by `Validation`, carried as is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aud: Option<String>,
+    pub aud: Option<serde_json::Value>,
 }
 
 impl Claims {
+    /// Claims naming only the subject; `mint` fills in the times, issuer and audience.
+    pub fn for_subject(sub: impl Into<String>) -> Self {
+        Self {
+            sub: sub.into(),
+            exp: 0,
+            iat: None,
+            name: None,
+            email: None,
+            picture: None,
+            iss: None,
+            aud: None,
+        }
+    }
+
     /// The host as rooms show them: display name from `name`, else `email`, else `sub`.
     pub fn host(&self) -> Host {
         let non_empty = |v: &Option<String>| {
@@ -88,6 +103,16 @@ impl Tokens {
         if claims.sub.trim().is_empty() {
             return Err(jsonwebtoken::errors::ErrorKind::MissingRequiredClaim("sub".into()).into());
         }
+        // PostgreSQL text cannot hold NUL: such a claim could never become a host.
+        let texts = [
+            Some(&claims.sub),
+            claims.name.as_ref(),
+            claims.email.as_ref(),
+            claims.picture.as_ref(),
+        ];
+        if texts.into_iter().flatten().any(|text| text.contains('\0')) {
+            return Err(jsonwebtoken::errors::ErrorKind::InvalidToken.into());
+        }
         Ok(claims)
     }
 
@@ -100,9 +125,11 @@ impl Tokens {
     ) -> Result<String, jsonwebtoken::errors::Error> {
         let now = jsonwebtoken::get_current_timestamp();
         claims.iat = Some(now);
-        claims.exp = now + ttl.as_secs();
+        claims.exp = now.saturating_add(ttl.as_secs());
         claims.iss = claims.iss.or_else(|| self.issuer.clone());
-        claims.aud = claims.aud.or_else(|| self.audience.clone());
+        claims.aud = claims
+            .aud
+            .or_else(|| self.audience.clone().map(serde_json::Value::String));
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
     }
 }
@@ -122,7 +149,7 @@ impl FromRequestParts<AppState> for Caller {
                 .headers
                 .get(axum::http::header::AUTHORIZATION)
                 .ok_or(ApiError::Unauthorized(
-                    "missing Authorization header with a Bearer token",
+                    "missing Authorization header with a Bearer token".into(),
                 ))?;
         let token = header
             .to_str()
@@ -131,19 +158,21 @@ impl FromRequestParts<AppState> for Caller {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim())
             .ok_or(ApiError::Unauthorized(
-                "the Authorization header must be `Bearer <token>`",
+                "the Authorization header must be `Bearer <token>`".into(),
             ))?;
         state.tokens.verify(token).map(Caller).map_err(|error| {
             use jsonwebtoken::errors::ErrorKind;
             ApiError::Unauthorized(match error.kind() {
-                ErrorKind::ExpiredSignature => "the token has expired",
-                ErrorKind::InvalidSignature => "the token's signature is invalid",
-                ErrorKind::InvalidAlgorithm => "the token must be signed with HS256",
-                ErrorKind::MissingRequiredClaim(_) => "the token lacks a required claim (sub, exp)",
-                ErrorKind::InvalidIssuer => "the token's issuer is not accepted",
-                ErrorKind::InvalidAudience => "the token's audience is not accepted",
-                ErrorKind::ImmatureSignature => "the token is not valid yet",
-                _ => "the token is malformed",
+                ErrorKind::ExpiredSignature => "the token has expired".into(),
+                ErrorKind::InvalidSignature => "the token's signature is invalid".into(),
+                ErrorKind::InvalidAlgorithm => "the token must be signed with HS256".into(),
+                ErrorKind::MissingRequiredClaim(claim) => {
+                    format!("the token lacks the required claim `{claim}`").into()
+                }
+                ErrorKind::InvalidIssuer => "the token's issuer is not accepted".into(),
+                ErrorKind::InvalidAudience => "the token's audience is not accepted".into(),
+                ErrorKind::ImmatureSignature => "the token is not valid yet".into(),
+                _ => "the token is malformed".into(),
             })
         })
     }
@@ -182,14 +211,9 @@ mod tests {
 
     fn claims(name: Option<&str>, email: Option<&str>) -> Claims {
         Claims {
-            sub: "u1".into(),
-            exp: 0,
-            iat: None,
             name: name.map(Into::into),
             email: email.map(Into::into),
-            picture: None,
-            iss: None,
-            aud: None,
+            ..Claims::for_subject("u1")
         }
     }
 

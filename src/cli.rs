@@ -1,5 +1,6 @@
 //! The `neuronmeet` command line. Every flag mirrors an environment variable.
 
+use crate::BoxError;
 use std::net::{Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -215,8 +216,6 @@ pub fn main() -> ExitCode {
     }
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
 async fn run(command: Command) -> Result<(), BoxError> {
     match command {
         Command::Serve(args) => serve(args).await,
@@ -284,14 +283,10 @@ async fn run(command: Command) -> Result<(), BoxError> {
         }
         Command::Token(args) => {
             let claims = Claims {
-                sub: args.sub,
-                exp: 0,
-                iat: None,
                 name: args.name,
                 email: args.email,
                 picture: args.picture,
-                iss: None,
-                aud: None,
+                ..Claims::for_subject(args.sub)
             };
             println!("{}", args.jwt.tokens().mint(claims, args.ttl)?);
             Ok(())

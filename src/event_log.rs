@@ -5,7 +5,7 @@ use serde_json::Value;
 use sqlx::PgExecutor;
 
 /// A place in the log, in commit order: the inserting transaction, then the global position.
-#[derive(Debug, Clone, PartialEq, Eq, Default, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct Position {
     /// The `xid8` as text (sqlx has no type for it).
     pub transaction_id: String,

@@ -1,5 +1,8 @@
 //! NeuronMeet rooms service: an event-sourced rooms API on PostgreSQL.
 
+/// The error of operations that only report (the CLI, the relay, replay, tail).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 pub mod app;
 pub mod auth;
 pub mod cli;

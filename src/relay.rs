@@ -12,6 +12,7 @@
 //! - One publisher: a PostgreSQL advisory lock held on a dedicated connection; when its holder
 //!   dies the session ends, the lock is released, and a standby takes over within a second.
 
+use crate::BoxError;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ use async_nats::jetstream::{self, message::PublishMessage, stream};
 use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::watch;
 
@@ -117,8 +118,6 @@ pub async fn run(
     tracing::info!("relay stopped");
 }
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
 /// Waits for leadership, then publishes until shutdown or an error.
 async fn lead(
     pool: &PgPool,
@@ -149,10 +148,17 @@ async fn lead(
     sqlx::query("SET synchronous_commit = off")
         .execute(&mut session)
         .await?;
-    let mut listener = PgListener::connect_with(pool).await?;
+    // LISTEN holds its connection for good: give it a pool of its own, not a slot of the API's.
+    let listener_pool = PgPoolOptions::new()
+        .max_connections(1)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .connect_with(pool.connect_options().as_ref().clone())
+        .await?;
+    let mut listener = PgListener::connect_with(&listener_pool).await?;
     listener.listen(NOTIFY_CHANNEL).await?;
     ensure_stream(js, config).await?;
-    let mut checkpoint = reconcile(pool, js, config).await?;
+    let mut checkpoint = reconcile(&mut session, js, config).await?;
     status.update(|s| {
         s.status = "publishing";
         s.last_error = None;
@@ -189,13 +195,13 @@ pub async fn ensure_stream(js: &jetstream::Context, config: &RelayConfig) -> Res
 /// relay whose checkpoint fell behind (it crashed between publish and checkpoint, and was down
 /// longer than the duplicate window) never publishes an event twice.
 async fn reconcile(
-    pool: &PgPool,
+    session: &mut PgConnection,
     js: &jetstream::Context,
     config: &RelayConfig,
 ) -> Result<Position, BoxError> {
     sqlx::query("INSERT INTO checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
         .bind(CHECKPOINT)
-        .execute(pool)
+        .execute(&mut *session)
         .await?;
     let mut stream = js.get_stream(&config.stream).await?;
     let last = stream.info().await?.state.last_sequence;
@@ -218,7 +224,7 @@ async fn reconcile(
         )
         .bind(CHECKPOINT)
         .bind(position)
-        .execute(pool)
+        .execute(&mut *session)
         .await?
         .rows_affected();
         if moved > 0 {
@@ -232,7 +238,7 @@ async fn reconcile(
         "SELECT transaction_id::text AS transaction_id, global_position FROM checkpoints WHERE name = $1",
     )
     .bind(CHECKPOINT)
-    .fetch_one(pool)
+    .fetch_one(&mut *session)
     .await?)
 }
 

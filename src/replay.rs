@@ -5,6 +5,7 @@
 //! one in the same transaction. Creates that run meanwhile wait for that moment, then write to
 //! the new table: none is lost.
 
+use crate::BoxError;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -32,8 +33,6 @@ impl Summary {
         self.events as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 }
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Rebuilds `projection` from the whole log; `progress` is called about once a second.
 pub async fn run(
@@ -83,8 +82,9 @@ pub async fn run(
         }
     }
 
-    // The swap: block new events, apply the last ones, replace the table, all in one
-    // transaction. EXCLUSIVE waits for running writers and lets readers through.
+    drop(conn); // the swap takes a connection of its own
+                // The swap: block new events, apply the last ones, replace the table, all in one
+                // transaction. EXCLUSIVE waits for running writers and lets readers through.
     let mut tx = Tx::begin(pool).await?;
     sqlx::query("LOCK TABLE events IN EXCLUSIVE MODE")
         .execute(tx.conn())

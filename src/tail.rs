@@ -1,13 +1,12 @@
 //! `neuronmeet tail`: a durable JetStream consumer that prints room events. It doubles as the
 //! example for downstream teams of consuming idempotently.
 
+use crate::BoxError;
 use std::collections::{HashSet, VecDeque};
 
 use async_nats::jetstream::{self, consumer::pull, consumer::PullConsumer};
 use futures_util::StreamExt;
 use serde_json::Value;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Ids remembered for de-duplication. Redeliveries arrive soon after the original, so a
 /// bounded window suffices; a real consumer keeps the ids it handled with its own writes.

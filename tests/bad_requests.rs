@@ -40,6 +40,7 @@ async fn invalid_fields_are_400_naming_each_field() {
         (json!({"name": "é".repeat(101)}), vec!["name"]),
         (json!({"name": 42}), vec!["name"]),
         (json!({"name": ["x"]}), vec!["name"]),
+        (json!({"name": "a\u{0}b"}), vec!["name"]),
         (json!({"maxParticipants": 1}), vec!["maxParticipants"]),
         (json!({"maxParticipants": 101}), vec!["maxParticipants"]),
         (json!({"maxParticipants": -3}), vec!["maxParticipants"]),
@@ -216,6 +217,13 @@ async fn bad_tokens_are_401_with_a_bearer_challenge() {
             Some(format!("Bearer {}", sign(json!({"sub": "u1"}), SECRET))),
         ),
         ("alg none", Some(format!("Bearer {alg_none}"))),
+        (
+            "NUL in a claim",
+            Some(format!(
+                "Bearer {}",
+                sign(json!({"sub": "u\u{0}", "exp": now + 3600}), SECRET)
+            )),
+        ),
         ("HS512", Some(format!("Bearer {hs512}"))),
     ];
     for (case, authorization) in cases {
@@ -247,6 +255,20 @@ async fn bad_tokens_are_401_with_a_bearer_challenge() {
         .await
         .unwrap();
     assert_eq!(ok.status(), 201, "the scheme is case-insensitive");
+
+    let audiences = sign(
+        json!({"sub": "u1", "exp": now + 3600, "aud": ["rooms", "chat"]}),
+        SECRET,
+    );
+    let ok = app
+        .client
+        .post(app.url("/rooms"))
+        .bearer_auth(audiences)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 201, "an array `aud` is a valid claim");
 }
 
 /// URL-safe base64 without padding, for hand-built tokens.

@@ -163,6 +163,8 @@ async fn unknown_rooms_are_404_problems() {
     app.create_room(json!({})).await;
     for (path, auth) in [
         ("/rooms/does-not-exist", true),
+        ("/rooms/%00", true),
+        ("/rooms/01a217d9-6167-7261-8d7a-f92b31d804e7", true),
         ("/rooms/code/zzz-zzz-zzz", false),
         ("/rooms/code/not-a-code", false),
         ("/no/such/route", false),

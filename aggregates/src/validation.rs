@@ -26,6 +26,11 @@ pub fn validate_room_fields(
                 "name",
                 format!("must be at most {MAX_NAME_CHARS} characters long (got {chars})"),
             ));
+        } else if name.contains('\0') {
+            violations.push(FieldViolation::new(
+                "name",
+                "must not contain the NUL character",
+            ));
         }
     }
     if let Some(max) = max_participants {

@@ -20,7 +20,7 @@ pub enum ApiError {
     #[error("failed to generate unique room code after {MAX_CODE_ATTEMPTS} attempts")]
     CodesExhausted,
     #[error("{0}")]
-    Unauthorized(&'static str),
+    Unauthorized(std::borrow::Cow<'static, str>),
     #[error("{0}")]
     NotFound(String),
     #[error("method not allowed")]

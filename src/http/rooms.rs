@@ -100,6 +100,10 @@ async fn get_room(
     _caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<FullRoom>, ApiError> {
+    // Room ids are UUIDs: anything else names no room (and need not reach the database).
+    if uuid::Uuid::parse_str(&id).is_err() {
+        return Err(ApiError::NotFound(format!("no room has id {id}")));
+    }
     let view = read_model::find_by_id(&state.pool, &id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no room has id {id}")))?;

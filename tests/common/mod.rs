@@ -166,16 +166,7 @@ impl TestApp {
 }
 
 pub fn claims(sub: &str) -> Claims {
-    Claims {
-        sub: sub.into(),
-        exp: 0,
-        iat: None,
-        name: None,
-        email: None,
-        picture: None,
-        iss: None,
-        aud: None,
-    }
+    Claims::for_subject(sub)
 }
 
 /// A TCP proxy between the service and PostgreSQL. `cut` drops every connection and refuses
