@@ -5,14 +5,13 @@
 //! projections in ONE transaction: the read model can never miss a committed event, and the
 //! unique room code is enforced by a constraint inside that same transaction.
 
-use aggregates::{Room, RoomEvent};
+use aggregates::Room;
 use cqrs_es::persist::{
     PersistedEventRepository, PersistedEventStore, PersistenceError, ReplayStream, SerializedEvent,
     SerializedSnapshot,
 };
 use cqrs_es::Aggregate;
 use postgres_es::PostgresEventRepository;
-use projections::RoomView;
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 
@@ -48,7 +47,16 @@ impl EventRepository {
     async fn insert_with_projections(&self, events: &[SerializedEvent]) -> Result<(), sqlx::Error> {
         let mut tx = Tx::begin(&self.pool).await?;
         insert_events(tx.conn(), events).await?;
-        project_rooms(tx.conn(), events).await?;
+        let stored = events
+            .iter()
+            .map(|e| read_model::StoredEvent {
+                aggregate_type: &e.aggregate_type,
+                aggregate_id: &e.aggregate_id,
+                sequence: e.sequence as i64,
+                payload: &e.payload,
+            })
+            .collect::<Vec<_>>();
+        read_model::project(tx.conn(), "rooms", &stored).await?;
         tx.commit().await
     }
 }
@@ -88,36 +96,6 @@ async fn insert_events(
     .execute(conn)
     .await
     .map(|_| ())
-}
-
-/// Applies room events to the `rooms` view. Events of one commit belong to one aggregate.
-async fn project_rooms(
-    conn: &mut PgConnection,
-    events: &[SerializedEvent],
-) -> Result<(), sqlx::Error> {
-    let Some(first) = events.first() else {
-        return Ok(());
-    };
-    if first.aggregate_type != Room::TYPE {
-        return Ok(());
-    }
-    let mut view = if first.sequence == 1 {
-        None
-    } else {
-        read_model::find_for_update(conn, "rooms", &first.aggregate_id).await?
-    };
-    for event in events {
-        let decoded: RoomEvent = serde_json::from_value(event.payload.clone())
-            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-        view = Some(
-            RoomView::apply(view, event.sequence as i64, &decoded)
-                .map_err(|e| sqlx::Error::Protocol(e.to_string()))?,
-        );
-    }
-    match view {
-        Some(view) => read_model::upsert(conn, "rooms", &[view]).await,
-        None => Ok(()),
-    }
 }
 
 fn persistence_error(error: sqlx::Error) -> PersistenceError {

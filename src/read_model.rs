@@ -1,7 +1,12 @@
 //! The `rooms` table: how a [`RoomView`] is stored and read back.
 
-use aggregates::RoomCode;
+use std::collections::HashMap;
+
+use aggregates::{Room, RoomCode, RoomEvent};
+use cqrs_es::Aggregate;
 use projections::{RoomSettingsView, RoomView};
+use serde::Deserialize;
+use serde_json::Value;
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, PgConnection, PgExecutor, Row};
 
@@ -25,7 +30,7 @@ pub async fn find_by_code<'e>(
 }
 
 /// The current row in `table`, locked until the transaction ends, for applying further events.
-pub async fn find_for_update(
+async fn find_for_update(
     conn: &mut PgConnection,
     table: &str,
     id: &str,
@@ -46,9 +51,47 @@ async fn select_one<'e>(
         .map(|row| row.map(|Stored(view)| view))
 }
 
+/// An event as stored, as much of it as projections need.
+pub struct StoredEvent<'a> {
+    pub aggregate_type: &'a str,
+    pub aggregate_id: &'a str,
+    pub sequence: i64,
+    pub payload: &'a Value,
+}
+
+/// Applies events, in log order, to the room views in `table` (`rooms`, or a replay's fresh
+/// table): each room touched is read at most once (locked, unless its history starts in
+/// these events) and written once, all rows in one statement. Other aggregates are ignored.
+pub async fn project(
+    conn: &mut PgConnection,
+    table: &str,
+    events: &[StoredEvent<'_>],
+) -> Result<(), sqlx::Error> {
+    let mut views: HashMap<&str, RoomView> = HashMap::new();
+    for event in events {
+        if event.aggregate_type != Room::TYPE {
+            continue;
+        }
+        let current = match views.remove(event.aggregate_id) {
+            Some(view) => Some(view),
+            None if event.sequence == 1 => None,
+            None => find_for_update(conn, table, event.aggregate_id).await?,
+        };
+        let decoded =
+            RoomEvent::deserialize(event.payload).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        let view = RoomView::apply(current, event.sequence, &decoded)
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        views.insert(event.aggregate_id, view);
+    }
+    if views.is_empty() {
+        return Ok(());
+    }
+    upsert(conn, table, &views.into_values().collect::<Vec<_>>()).await
+}
+
 /// Inserts or replaces the rows of `views` in `table` (`rooms`, or a replay's fresh table), in
 /// one statement whatever their number.
-pub async fn upsert(
+async fn upsert(
     conn: &mut PgConnection,
     table: &str,
     views: &[RoomView],

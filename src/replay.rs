@@ -6,12 +6,8 @@
 //! the new table: none is lost.
 
 use crate::BoxError;
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use aggregates::{Room, RoomEvent};
-use cqrs_es::Aggregate;
-use projections::RoomView;
 use sqlx::{PgConnection, PgPool};
 
 use crate::db::Tx;
@@ -120,22 +116,15 @@ pub async fn run(
     })
 }
 
-/// Applies a batch to the fresh table: each touched room once, in one statement.
-async fn apply(conn: &mut PgConnection, batch: &[LoggedEvent]) -> Result<(), BoxError> {
-    let mut views: HashMap<&str, RoomView> = HashMap::new();
-    for event in batch.iter().filter(|e| e.aggregate_type == Room::TYPE) {
-        let id = event.aggregate_id.as_str();
-        let current = match views.remove(id) {
-            Some(view) => Some(view),
-            None if event.sequence == 1 => None,
-            None => read_model::find_for_update(conn, FRESH, id).await?,
-        };
-        let decoded: RoomEvent = serde_json::from_value(event.payload.clone())?;
-        views.insert(id, RoomView::apply(current, event.sequence, &decoded)?);
-    }
-    let rows: Vec<RoomView> = views.into_values().collect();
-    read_model::upsert(conn, FRESH, &rows).await?;
-    Ok(())
+/// Applies a batch to the fresh table.
+async fn apply(conn: &mut PgConnection, batch: &[LoggedEvent]) -> Result<(), sqlx::Error> {
+    let stored = batch.iter().map(|e| read_model::StoredEvent {
+        aggregate_type: &e.aggregate_type,
+        aggregate_id: &e.aggregate_id,
+        sequence: e.sequence,
+        payload: &e.payload,
+    });
+    read_model::project(conn, FRESH, &stored.collect::<Vec<_>>()).await
 }
 
 pub struct Progress {
