@@ -54,7 +54,7 @@ struct DatabaseArgs {
     /// PostgreSQL connection URL.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
-    /// Most connections the service opens.
+    /// Size of the connection pool (the relay holds two more connections of its own).
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]
     database_max_connections: u32,
 }
@@ -70,6 +70,17 @@ struct JwtArgs {
     /// When set, tokens must carry this `aud`.
     #[arg(long, env = "JWT_AUDIENCE")]
     jwt_audience: Option<String>,
+}
+
+impl DatabaseArgs {
+    /// The pool, once every pending migration is applied.
+    async fn migrated_pool(&self) -> Result<sqlx::PgPool, BoxError> {
+        let pool = db::connect_lazy(&self.database_url, self.database_max_connections)?;
+        db::migrate(&pool)
+            .await
+            .map_err(|e| format!("applying migrations failed: {e}"))?;
+        Ok(pool)
+    }
 }
 
 impl JwtArgs {
@@ -88,7 +99,7 @@ struct NatsArgs {
     #[arg(long, env = "NATS_URL")]
     nats_url: String,
     /// JetStream stream for room events.
-    #[arg(long, env = "NATS_STREAM", default_value = "ROOMS")]
+    #[arg(long, env = "NATS_STREAM", default_value = relay::STREAM)]
     nats_stream: String,
     /// JetStream duplicate window: re-publishes within it are dropped.
     #[arg(long, env = "NATS_DUPLICATE_WINDOW", default_value = "2m", value_parser = parse_ttl)]
@@ -115,15 +126,13 @@ struct RelayArgs {
 
 #[derive(Args)]
 struct TailArgs {
-    #[arg(long, env = "NATS_URL")]
-    nats_url: String,
-    #[arg(long, env = "NATS_STREAM", default_value = "ROOMS")]
-    nats_stream: String,
+    #[command(flatten)]
+    nats: NatsArgs,
     /// Durable consumer name: a restarted tail goes on where it stopped.
     #[arg(long, default_value = "neuronmeet-tail")]
     durable: String,
     /// Subject filter, e.g. `rooms.*.RoomCreated`.
-    #[arg(long, default_value = "rooms.>")]
+    #[arg(long, default_value = relay::SUBJECTS)]
     subject: String,
 }
 
@@ -220,11 +229,7 @@ async fn run(command: Command) -> Result<(), BoxError> {
     match command {
         Command::Serve(args) => serve(args).await,
         Command::Relay(args) => {
-            let pool = db::connect_lazy(
-                &args.database.database_url,
-                args.database.database_max_connections,
-            )?;
-            db::migrate(&pool).await?;
+            let pool = args.database.migrated_pool().await?;
             let (stop, stopped) = watch::channel(false);
             let relay = tokio::spawn(relay::run(
                 pool,
@@ -238,17 +243,12 @@ async fn run(command: Command) -> Result<(), BoxError> {
             Ok(())
         }
         Command::Migrate(args) => {
-            let pool = db::connect_lazy(&args.database_url, args.database_max_connections)?;
-            db::migrate(&pool).await?;
+            args.migrated_pool().await?;
             tracing::info!("migrations applied");
             Ok(())
         }
         Command::Replay(args) => {
-            let pool = db::connect_lazy(
-                &args.database.database_url,
-                args.database.database_max_connections,
-            )?;
-            db::migrate(&pool).await?;
+            let pool = args.database.migrated_pool().await?;
             let summary = replay::run(&pool, &args.projection, args.batch_size, |p| {
                 eprintln!(
                     "replay {}: {}/{} events, {:.0} events/s, position ({}, {}), ETA {:.0}s",
@@ -274,8 +274,8 @@ async fn run(command: Command) -> Result<(), BoxError> {
         }
         Command::Tail(args) => {
             tail::run(
-                &args.nats_url,
-                &args.nats_stream,
+                &args.nats.nats_url,
+                &args.nats.nats_stream,
                 &args.durable,
                 &args.subject,
             )
@@ -295,13 +295,7 @@ async fn run(command: Command) -> Result<(), BoxError> {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), BoxError> {
-    let pool = db::connect_lazy(
-        &args.database.database_url,
-        args.database.database_max_connections,
-    )?;
-    db::migrate(&pool)
-        .await
-        .map_err(|e| format!("applying migrations failed: {e}"))?;
+    let pool = args.database.migrated_pool().await?;
     let (stop, stopped) = watch::channel(false);
     let relay_status = RelayStatus::default();
     let relay = tokio::spawn(relay::run(

@@ -10,11 +10,11 @@ use cqrs_es::persist::EventStoreAggregateContext;
 use cqrs_es::{Aggregate, AggregateError, EventStore};
 
 use crate::codes::CodeGenerator;
-use crate::db;
 use crate::event_store::{CodeTaken, RoomStore};
 
 /// Draws per create before giving up, as the API specification says.
 pub const MAX_CODE_ATTEMPTS: u32 = 10;
+pub const CODES_EXHAUSTED: &str = "failed to generate unique room code after 10 attempts";
 
 /// What the client sent; `None` means the field was absent (the default applies).
 #[derive(Debug, Clone, Default)]
@@ -28,7 +28,7 @@ pub struct NewRoom {
 pub enum CommandError {
     #[error(transparent)]
     Rejected(#[from] RoomError),
-    #[error("failed to generate a unique room code after {MAX_CODE_ATTEMPTS} attempts")]
+    #[error("{}", CODES_EXHAUSTED)]
     CodesExhausted,
     #[error("another command changed the room concurrently")]
     Conflict,
@@ -188,13 +188,7 @@ impl From<AggregateError<RoomError>> for CommandError {
             AggregateError::AggregateConflict => Self::Conflict,
             AggregateError::DatabaseConnectionError(source) => Self::Unavailable(source),
             AggregateError::UnexpectedError(source)
-            | AggregateError::DeserializationError(source) => {
-                // postgres-es reports a pool timeout as an unexpected error.
-                match source.downcast_ref::<sqlx::Error>() {
-                    Some(sql) if db::is_unavailable(sql) => Self::Unavailable(source),
-                    _ => Self::Failed(source),
-                }
-            }
+            | AggregateError::DeserializationError(source) => Self::Failed(source),
         }
     }
 }

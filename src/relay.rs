@@ -29,6 +29,9 @@ use crate::event_log::{self, LoggedEvent, Position, Settled};
 /// Advisory lock key of the relay ("ROOMSRLY" in ASCII).
 const LEADER_LOCK: i64 = 0x524f_4f4d_5352_4c59;
 const CHECKPOINT: &str = "nats";
+/// The JetStream stream of room events, and the subjects it holds (`rooms.<roomId>.<Type>`).
+pub const STREAM: &str = "ROOMS";
+pub const SUBJECTS: &str = "rooms.>";
 pub const NOTIFY_CHANNEL: &str = "events_committed";
 
 #[derive(Debug, Clone)]
@@ -45,7 +48,7 @@ impl RelayConfig {
     pub fn new(nats_url: impl Into<String>) -> Self {
         Self {
             nats_url: nats_url.into(),
-            stream: "ROOMS".into(),
+            stream: STREAM.into(),
             duplicate_window: Duration::from_secs(120),
             batch_size: 500,
             poll_interval: Duration::from_secs(1),
@@ -182,7 +185,7 @@ async fn lead(
 pub async fn ensure_stream(js: &jetstream::Context, config: &RelayConfig) -> Result<(), BoxError> {
     js.create_or_update_stream(stream::Config {
         name: config.stream.clone(),
-        subjects: vec!["rooms.>".into()],
+        subjects: vec![SUBJECTS.into()],
         storage: stream::StorageType::File,
         duplicate_window: config.duplicate_window,
         ..Default::default()

@@ -95,12 +95,10 @@ pub async fn run(
         state.advance(&batch);
     }
     sqlx::raw_sql(&format!(
-        "CREATE INDEX {FRESH}_host_id_created_at ON {FRESH} (host_id, created_at DESC); \
-         DROP TABLE rooms; \
+        "DROP TABLE rooms; \
          ALTER TABLE {FRESH} RENAME TO rooms; \
          ALTER TABLE rooms RENAME CONSTRAINT {FRESH}_pkey TO rooms_pkey; \
-         ALTER TABLE rooms RENAME CONSTRAINT {FRESH}_code_key TO rooms_code_key; \
-         ALTER INDEX {FRESH}_host_id_created_at RENAME TO rooms_host_id_created_at;"
+         ALTER TABLE rooms RENAME CONSTRAINT {FRESH}_code_key TO rooms_code_key;"
     ))
     .execute(tx.conn())
     .await?;

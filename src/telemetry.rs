@@ -29,15 +29,13 @@ pub fn handle() -> PrometheusHandle {
         .clone()
 }
 
-/// Counts and times every request by method, route template (not the raw path, so that ids do
-/// not explode the number of series) and status.
-pub async fn track_requests(request: Request, next: Next) -> Response {
+/// Counts and times every routed request by method, route template (not the raw path, so that
+/// ids do not explode the number of series) and status. Requests shed or timed out before
+/// routing are counted by `http_requests_shed_total`.
+pub async fn track_requests(route: MatchedPath, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().to_string();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let route = route.as_str().to_owned();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
     metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)

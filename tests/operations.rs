@@ -146,6 +146,20 @@ async fn excess_concurrent_requests_are_shed_with_503() {
     assert!(statuses.contains(&503), "nothing was shed: {statuses:?}");
     assert!(created >= 1, "{statuses:?}");
     assert_eq!(app.count("SELECT count(*) FROM rooms").await, created);
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let shed = statuses.iter().filter(|s| **s == 503).count() as f64;
+    assert!(
+        sample(&metrics, r#"http_requests_shed_total{reason="overload"}"#) >= shed,
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

@@ -300,3 +300,35 @@ async fn the_event_log_rejects_update_delete_and_truncate() {
         2
     );
 }
+
+/// The event store reads back what the command wrote (postgres-es over our extended table):
+/// the events, their metadata, and an aggregate that refuses to be created twice.
+#[tokio::test]
+async fn the_event_store_loads_the_room_back() {
+    use cqrs_es::EventStore;
+    use neuronmeet::event_store::EventRepository;
+
+    let app = TestApp::spawn().await;
+    let room: Value = app
+        .create_room(json!({"name": "Reloaded"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = room["id"].as_str().unwrap();
+    let store = EventRepository::new(app.db.clone()).into_store();
+    let events = store.load_events(id).await.unwrap();
+    let names: Vec<_> = events
+        .iter()
+        .map(|e| (e.sequence, e.payload.name()))
+        .collect();
+    assert_eq!(names, [(1, "RoomCreated"), (2, "SettingsConfigured")]);
+    assert_eq!(events[0].metadata["userId"], "user-1");
+    let RoomEvent::RoomCreated(created) = &events[0].payload else {
+        unreachable!()
+    };
+    assert_eq!(created.name, "Reloaded");
+
+    let context = store.load_aggregate(id).await.unwrap();
+    assert_eq!(context.current_sequence, 2);
+}

@@ -85,7 +85,8 @@ impl RoomView {
         }
     }
 
-    /// The view a room's whole history computes: what a replay writes.
+    /// The view a room's whole history computes, in one fold (tests compare stored views
+    /// with it).
     pub fn from_events<'a>(
         events: impl IntoIterator<Item = (i64, &'a RoomEvent)>,
     ) -> Result<Option<Self>, OutOfOrder> {

@@ -85,11 +85,6 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .split_for_parts()
 }
 
-/// The OpenAPI document of the API.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().1
-}
-
 /// Protection of the service as a whole.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -114,8 +109,10 @@ impl Default for Limits {
 /// What the overload and timeout layers report.
 async fn overload_problem(error: BoxError) -> ApiError {
     if error.is::<tower::timeout::error::Elapsed>() {
+        metrics::counter!("http_requests_shed_total", "reason" => "timeout").increment(1);
         ApiError::Unavailable("the request timed out".into())
     } else if error.is::<tower::load_shed::error::Overloaded>() {
+        metrics::counter!("http_requests_shed_total", "reason" => "overload").increment(1);
         ApiError::Unavailable("too many requests at once; load shed".into())
     } else {
         ApiError::Internal(error)

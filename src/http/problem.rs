@@ -5,7 +5,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::commands::{CommandError, MAX_CODE_ATTEMPTS};
+use crate::commands::{CommandError, CODES_EXHAUSTED};
 use crate::db;
 
 /// Seconds a client should wait before retrying while a dependency is down.
@@ -17,7 +17,7 @@ pub enum ApiError {
     Validation(Vec<FieldViolation>),
     #[error("{0}")]
     BadRequest(String),
-    #[error("failed to generate unique room code after {MAX_CODE_ATTEMPTS} attempts")]
+    #[error("{}", CODES_EXHAUSTED)]
     CodesExhausted,
     #[error("{0}")]
     Unauthorized(std::borrow::Cow<'static, str>),

@@ -144,12 +144,6 @@ fn parse_new_room(body: Map<String, Value>) -> Result<NewRoom, ApiError> {
     let mut room = NewRoom::default();
     let mut violations = Vec::new();
     for (field, value) in body {
-        if value.is_null() {
-            if !matches!(field.as_str(), "name" | "waitingRoom" | "maxParticipants") {
-                violations.push(FieldViolation::new(field, "is not a known field"));
-            }
-            continue;
-        }
         let wrong_type = |expected: &str| {
             FieldViolation::new(
                 field.as_str(),
@@ -158,14 +152,17 @@ fn parse_new_room(body: Map<String, Value>) -> Result<NewRoom, ApiError> {
         };
         match field.as_str() {
             "name" => match &value {
+                Value::Null => {}
                 Value::String(name) => room.name = Some(name.clone()),
                 _ => violations.push(wrong_type("a string")),
             },
             "waitingRoom" => match value {
+                Value::Null => {}
                 Value::Bool(on) => room.waiting_room = Some(on),
                 _ => violations.push(wrong_type("a boolean")),
             },
             "maxParticipants" => match &value {
+                Value::Null => {}
                 Value::Number(n) => match integer(n) {
                     Some(max) => room.max_participants = Some(max),
                     None => violations.push(FieldViolation::new(
@@ -277,6 +274,16 @@ struct HostInfo {
     avatar_url: Option<String>,
 }
 
+impl HostInfo {
+    fn of(view: &RoomView) -> Self {
+        Self {
+            id: view.host_id.clone(),
+            display_name: view.host_display_name.clone(),
+            avatar_url: view.host_avatar_url.clone(),
+        }
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Settings {
@@ -295,6 +302,7 @@ impl TryFrom<RoomView> for FullRoom {
 
     fn try_from(view: RoomView) -> Result<Self, ApiError> {
         // Settings are configured in the same commit that creates a room.
+        let host = HostInfo::of(&view);
         let settings = view.settings.ok_or_else(|| {
             ApiError::Internal(format!("room {} has no settings", view.id).into())
         })?;
@@ -309,11 +317,7 @@ impl TryFrom<RoomView> for FullRoom {
                 mute_participants_on_join: settings.mute_participants_on_join,
                 max_participants: settings.max_participants,
             },
-            host: HostInfo {
-                id: view.host_id.clone(),
-                display_name: view.host_display_name,
-                avatar_url: view.host_avatar_url,
-            },
+            host,
             id: view.id,
             code: view.code.into(),
             name: view.name,
@@ -353,11 +357,7 @@ impl From<RoomView> for PublicRoom {
             settings: PublicSettings {
                 waiting_room: view.settings.as_ref().is_some_and(|s| s.waiting_room),
             },
-            host: HostInfo {
-                id: view.host_id,
-                display_name: view.host_display_name,
-                avatar_url: view.host_avatar_url,
-            },
+            host: HostInfo::of(&view),
             id: view.id,
             code: view.code.into(),
             name: view.name,
