@@ -11,8 +11,10 @@
 //!   last message already in the stream, which covers outages longer than that window.
 //! - One publisher: a PostgreSQL advisory lock held on a dedicated connection; when its holder
 //!   dies the session ends, the lock is released, and a standby takes over within a second.
+//! - Waking: while there is work the relay keeps reading; when idle it sets a flag that makes
+//!   committing transactions NOTIFY it (a NOTIFY on every commit would serialize commits), with
+//!   a polling fallback.
 
-use crate::BoxError;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,6 +25,8 @@ use serde_json::Value;
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::watch;
+
+use crate::BoxError;
 
 use crate::event_log::{self, LoggedEvent, Position, Settled};
 
@@ -40,6 +44,9 @@ pub struct RelayConfig {
     pub stream: String,
     pub duplicate_window: Duration,
     pub batch_size: i64,
+    /// How long to let events gather after a partial batch while busy: fewer, larger batches
+    /// for a bounded delay.
+    pub linger: Duration,
     /// How often to look for events when no notification arrives (a missed NOTIFY, say).
     pub poll_interval: Duration,
 }
@@ -51,6 +58,7 @@ impl RelayConfig {
             stream: STREAM.into(),
             duplicate_window: Duration::from_secs(120),
             batch_size: 500,
+            linger: Duration::from_millis(10),
             poll_interval: Duration::from_secs(1),
         }
     }
@@ -167,16 +175,61 @@ async fn lead(
         s.last_error = None;
     });
     while !stopping(shutdown) {
-        let published = publish_batch(&mut session, js, config, &mut checkpoint).await?;
-        status.update(|s| s.published += published as u64);
+        // While there is work, keep publishing: committers need not wake us. A partial batch
+        // means we are caught up: let the next events gather for a moment rather than spin.
+        let published = publish_batch(&mut session, js, config, &mut checkpoint, status).await?;
         if published as i64 == config.batch_size {
-            continue; // behind: go on at once
+            continue;
         }
-        tokio::select! {
-            notification = listener.recv() => { notification?; }
-            _ = tokio::time::sleep(config.poll_interval) => {}
-            _ = shutdown.changed() => {}
+        if published > 0 {
+            sleep_or_shutdown(config.linger, shutdown).await;
+            continue;
         }
+        // Idle: ask committers to NOTIFY, then look once more, since a transaction that read
+        // the flag before it was set commits without notifying.
+        set_armed(&mut session, true).await?;
+        await_running_transactions(&mut session).await?;
+        let published = publish_batch(&mut session, js, config, &mut checkpoint, status).await?;
+        if published == 0 {
+            tokio::select! {
+                notification = listener.recv() => { notification?; }
+                _ = tokio::time::sleep(config.poll_interval) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        set_armed(&mut session, false).await?;
+    }
+    Ok(())
+}
+
+async fn set_armed(session: &mut PgConnection, armed: bool) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE relay_wakeup SET armed = $1")
+        .bind(armed)
+        .execute(session)
+        .await
+        .map(|_| ())
+}
+
+/// Waits (up to 100 ms) for the transactions running now to end. Each of them may have read
+/// the wake-up flag at commit before we set it; once they are done, their events are visible to
+/// our next read, and every later committer sees the flag.
+async fn await_running_transactions(session: &mut PgConnection) -> Result<(), sqlx::Error> {
+    let running: Vec<String> =
+        sqlx::query_scalar("SELECT x::text FROM pg_snapshot_xip(pg_current_snapshot()) AS x")
+            .fetch_all(&mut *session)
+            .await?;
+    for _ in 0..100 {
+        let still_running: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM unnest($1::text[]) AS x \
+                             WHERE pg_xact_status(x::xid8) = 'in progress')",
+        )
+        .bind(&running)
+        .fetch_one(&mut *session)
+        .await?;
+        if !still_running {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
     Ok(())
 }
@@ -252,6 +305,7 @@ async fn publish_batch(
     js: &jetstream::Context,
     config: &RelayConfig,
     checkpoint: &mut Position,
+    status: &RelayStatus,
 ) -> Result<usize, BoxError> {
     let batch =
         event_log::read_after(&mut *session, checkpoint, config.batch_size, Settled::Only).await?;
@@ -292,6 +346,7 @@ async fn publish_batch(
     .execute(session)
     .await?;
     *checkpoint = last.position.clone();
+    status.update(|s| s.published += batch.len() as u64);
     Ok(batch.len())
 }
 

@@ -312,3 +312,32 @@ async fn what_subscribers_receive_is_what_asyncapi_yaml_documents() {
         );
     }
 }
+
+/// With polling effectively off, only the wake-up (NOTIFY when idle) can deliver events.
+#[tokio::test]
+async fn an_idle_relay_is_woken_by_commits() {
+    let nats = NatsServer::start().await;
+    let app = Arc::new(
+        TestApp::spawn_with(Options {
+            relay: Some(neuronmeet::relay::RelayConfig {
+                poll_interval: Duration::from_secs(600),
+                ..nats.relay_config()
+            }),
+            ..Options::default()
+        })
+        .await,
+    );
+    for round in 1..=5 {
+        // Idle first, so that the relay has armed the wake-up and gone to sleep.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        create_rooms(&app, round).await;
+        let expected = round * (round + 1); // 2 events per room, 1 + 2 + ... + round rooms
+        let started = std::time::Instant::now();
+        let ids = check_messages(&nats.wait_for(expected).await);
+        assert_eq!(ids.len(), expected, "round {round}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "round {round} was not woken"
+        );
+    }
+}
