@@ -58,7 +58,7 @@ impl RelayConfig {
             stream: STREAM.into(),
             duplicate_window: Duration::from_secs(120),
             batch_size: 500,
-            linger: Duration::from_millis(10),
+            linger: Duration::from_millis(5),
             poll_interval: Duration::from_secs(1),
         }
     }
