@@ -40,13 +40,7 @@ async fn replay_rebuilds_identical_rows() {
             .as_str()
             .unwrap()
             .to_owned();
-        let fetched = app
-            .client
-            .get(app.url(&format!("/rooms/{id}")))
-            .bearer_auth(app.token("user-1"))
-            .send()
-            .await
-            .unwrap();
+        let fetched = app.get_room(&id, "user-1").await;
         assert_eq!(fetched.bytes().await.unwrap(), posted);
     }
     let constraints: Vec<String> = sqlx::query_scalar(

@@ -133,15 +133,10 @@ async fn a_database_outage_is_503_with_retry_after_and_heals_by_itself() {
     })
     .await;
     let room: Value = app.create_room(json!({})).await.json().await.unwrap();
-    let get = || {
-        app.client
-            .get(app.url(&format!("/rooms/{}", room["id"].as_str().unwrap())))
-            .bearer_auth(app.token("user-1"))
-            .send()
-    };
+    let get = || app.get_room(room["id"].as_str().unwrap(), "user-1");
 
     proxy.cut();
-    for response in [app.create_room(json!({})).await, get().await.unwrap()] {
+    for response in [app.create_room(json!({})).await, get().await] {
         assert_eq!(response.status(), 503);
         assert_eq!(response.headers()["retry-after"], "5");
         assert_eq!(
@@ -168,7 +163,7 @@ async fn a_database_outage_is_503_with_retry_after_and_heals_by_itself() {
         healed,
         "the service did not recover after the database returned"
     );
-    assert_eq!(get().await.unwrap().status(), 200);
+    assert_eq!(get().await.status(), 200);
 }
 
 /// Clients that send a create and hang up, one after another, at every moment of the command

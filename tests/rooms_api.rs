@@ -110,13 +110,7 @@ async fn get_by_id_returns_exactly_what_the_post_returned() {
         .unwrap()
         .to_owned();
 
-    let fetched = app
-        .client
-        .get(app.url(&format!("/rooms/{id}")))
-        .bearer_auth(app.token("someone-else"))
-        .send()
-        .await
-        .unwrap();
+    let fetched = app.get_room(&id, "someone-else").await;
     assert_eq!(fetched.status(), 200);
     assert_eq!(fetched.bytes().await.unwrap(), posted);
 

@@ -160,6 +160,16 @@ impl TestApp {
             .expect("POST /rooms")
     }
 
+    /// GET /rooms/{id} with a valid token of `sub`.
+    pub async fn get_room(&self, id: &str, sub: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(&format!("/rooms/{id}")))
+            .bearer_auth(self.token(sub))
+            .send()
+            .await
+            .expect("GET /rooms/{id}")
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         sqlx::query_scalar(sql).fetch_one(&self.db).await.unwrap()
     }
