@@ -16,16 +16,22 @@ pub struct SecureCodes;
 impl CodeGenerator for SecureCodes {
     fn draw(&self) -> RoomCode {
         let mut indices = [0u8; RoomCode::LETTERS];
-        for index in &mut indices {
-            *index = loop {
-                let byte = OsRng
-                    .try_next_u32()
-                    .expect("the OS random generator failed") as u8;
-                // 234 = 9 * 26: bytes at or above it would favour the first letters.
-                if byte < 234 {
-                    break byte % 26;
+        let mut filled = 0;
+        // One read of the OS generator usually suffices: 32 bytes for 9 letters, of which about
+        // 9% are rejected.
+        while filled < indices.len() {
+            let mut bytes = [0u8; 32];
+            OsRng
+                .try_fill_bytes(&mut bytes)
+                .expect("the OS random generator failed");
+            // 234 = 9 * 26: bytes at or above it would favour the first letters.
+            for byte in bytes.into_iter().filter(|b| *b < 234) {
+                if filled == indices.len() {
+                    break;
                 }
-            };
+                indices[filled] = byte % 26;
+                filled += 1;
+            }
         }
         RoomCode::from_indices(indices).expect("indices are below 26")
     }

@@ -1,6 +1,6 @@
 //! The event store: postgres-es for reading, our own transaction for writing.
 //!
-//! postgres-es runs queries after the commit and swallows their errors, so a crash between the
+//! cqrs-es runs queries after the commit and swallows their errors, so a crash between the
 //! two loses read-model updates. Here `persist` inserts the events and applies the inline
 //! projections in ONE transaction: the read model can never miss a committed event, and the
 //! unique room code is enforced by a constraint inside that same transaction.
