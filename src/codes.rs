@@ -51,4 +51,30 @@ mod tests {
             codes.len()
         );
     }
+
+    /// Without rejection sampling, `byte % 26` would draw w..z about 8.6% less often.
+    #[test]
+    fn letters_are_uniform() {
+        let mut counts = [0u32; 26];
+        for _ in 0..100_000 {
+            for letter in SecureCodes
+                .draw()
+                .as_str()
+                .bytes()
+                .filter(u8::is_ascii_lowercase)
+            {
+                counts[usize::from(letter - b'a')] += 1;
+            }
+        }
+        let expected = 900_000.0 / 26.0;
+        for (letter, count) in counts.iter().enumerate() {
+            let deviation = (f64::from(*count) - expected).abs() / expected;
+            // Standard deviation is about 0.5%: 3% is far beyond chance, well below the bias.
+            assert!(
+                deviation < 0.03,
+                "letter {} drawn {count} times",
+                char::from(b'a' + letter as u8)
+            );
+        }
+    }
 }
