@@ -33,15 +33,7 @@ fn every_route_is_registered_through_the_openapi_router() {
 #[tokio::test]
 async fn the_document_is_openapi_3_1_and_every_operation_answers() {
     let app = TestApp::spawn().await;
-    let doc: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = app.get_json("/openapi.json").await;
     assert!(
         doc["openapi"].as_str().unwrap().starts_with("3.1"),
         "{}",

@@ -24,16 +24,7 @@ fn sample(metrics: &str, series: &str) -> f64 {
 #[tokio::test]
 async fn metrics_move_as_requests_are_made() {
     let app = TestApp::spawn().await;
-    let scrape = || async {
-        app.client
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let scrape = || async { app.get("/metrics").await.text().await.unwrap() };
     let created = r#"http_requests_total{method="POST",route="/rooms",status="201"}"#;
     let rejected = r#"commands_rejected_total{command="CreateRoom",reason="validation"}"#;
     let accepted = r#"commands_total{command="CreateRoom",outcome="accepted"}"#;
@@ -67,7 +58,7 @@ async fn readiness_follows_the_database() {
         ..Options::default()
     })
     .await;
-    let ready = || async { app.client.get(app.url("/readyz")).send().await.unwrap() };
+    let ready = || app.get("/readyz");
     let response = ready().await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
@@ -80,25 +71,10 @@ async fn readiness_follows_the_database() {
         response.json::<Value>().await.unwrap()["database"]["status"],
         "unavailable"
     );
-    assert_eq!(
-        app.client
-            .get(app.url("/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(app.get("/healthz").await.status(), 200);
 
     proxy.restore();
-    let mut healed = false;
-    for _ in 0..50 {
-        if ready().await.status() == 200 {
-            healed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let healed = common::eventually(|| async { ready().await.status() == 200 }).await;
     assert!(
         healed,
         "/readyz did not recover after the database returned"
@@ -146,15 +122,7 @@ async fn excess_concurrent_requests_are_shed_with_503() {
     assert!(statuses.contains(&503), "nothing was shed: {statuses:?}");
     assert!(created >= 1, "{statuses:?}");
     assert_eq!(app.count("SELECT count(*) FROM rooms").await, created);
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.get("/metrics").await.text().await.unwrap();
     let shed = statuses.iter().filter(|s| **s == 503).count() as f64;
     assert!(
         sample(&metrics, r#"http_requests_shed_total{reason="overload"}"#) >= shed,
@@ -177,14 +145,7 @@ async fn a_request_that_times_out_gets_503_and_its_command_still_completes() {
     assert_eq!(response.status(), 503);
     let problem: Value = response.json().await.unwrap();
     assert_eq!(problem["status"], 503);
-    let mut rooms = 0;
-    for _ in 0..50 {
-        rooms = app.count("SELECT count(*) FROM rooms").await;
-        if rooms == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let rooms = common::count_when(&app.db, "SELECT count(*) FROM rooms", 1).await;
     assert_eq!(rooms, 1, "the command was cut short with its request");
     assert_eq!(app.count("SELECT count(*) FROM events").await, 2);
 }

@@ -148,42 +148,20 @@ async fn a_nats_outage_delays_events_but_loses_none() {
 
     nats.stop();
     create_rooms(&app, 10).await; // 201s: the log is the outbox
-    let ready: Value = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = app.get_json("/readyz").await;
     assert_eq!(ready["status"], "ready");
     assert!(
         ready["relay"]["lag"]["events"].as_i64().unwrap() > 0,
         "{ready}"
     );
-    let mut degraded = false;
-    for _ in 0..100 {
-        if app.relay_status.get().status == "degraded" {
-            degraded = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let degraded =
+        common::eventually(|| async { app.relay_status.get().status == "degraded" }).await;
     assert!(degraded, "the relay never reported NATS being down");
 
     nats.restart().await;
     let ids = check_messages(&nats.wait_for(26).await);
     assert_eq!(ids.len(), 26);
-    let ready: Value = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready = app.get_json("/readyz").await;
     assert_eq!(ready["relay"]["lag"]["events"], 0, "{ready}");
 }
 

@@ -151,14 +151,8 @@ async fn a_database_outage_is_503_with_retry_after_and_heals_by_itself() {
     }
 
     proxy.restore();
-    let mut healed = false;
-    for _ in 0..50 {
-        if app.create_room(json!({})).await.status() == 201 {
-            healed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let healed =
+        common::eventually(|| async { app.create_room(json!({})).await.status() == 201 }).await;
     assert!(
         healed,
         "the service did not recover after the database returned"
@@ -196,14 +190,7 @@ async fn clients_that_hang_up_leave_no_half_done_command() {
         tokio::time::sleep(delay).await;
         drop(stream);
         // The command goes on without its client, and completes...
-        let mut rooms = 0;
-        for _ in 0..250 {
-            rooms = app.count("SELECT count(*) FROM rooms").await;
-            if rooms == done {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let rooms = common::count_when(&app.db, "SELECT count(*) FROM rooms", done).await;
         assert_eq!(
             rooms, done,
             "hung up after {delay:?}: the command never completed"
@@ -280,14 +267,7 @@ async fn commands_abandoned_by_a_timeout_complete_on_their_own() {
             abandoned += 1;
         }
         // The abandoned command completes on its own...
-        let mut rooms = 0;
-        for _ in 0..100 {
-            rooms = count("SELECT count(*) FROM rooms".into()).await;
-            if rooms == done {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let rooms = common::count_when(&observer, "SELECT count(*) FROM rooms", done).await;
         assert_eq!(
             rooms, done,
             "abandoned after {delay:?}, the command never completed"

@@ -170,9 +170,46 @@ impl TestApp {
             .expect("GET /rooms/{id}")
     }
 
+    /// A GET without credentials.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("GET")
+    }
+
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        self.get(path).await.json().await.expect("a JSON body")
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         sqlx::query_scalar(sql).fetch_one(&self.db).await.unwrap()
     }
+}
+
+/// Polls `check` every 20 ms, for at most 5 s, until it holds; whether it did.
+pub async fn eventually<F, Fut>(mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..250 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// The value of `sql` (a count) once it reaches `expected`, or its last value after 5 s.
+pub async fn count_when(db: &PgPool, sql: &str, expected: i64) -> i64 {
+    let mut last = 0;
+    for _ in 0..250 {
+        last = sqlx::query_scalar(sql).fetch_one(db).await.unwrap();
+        if last == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    last
 }
 
 pub fn claims(sub: &str) -> Claims {
