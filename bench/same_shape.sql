@@ -1,5 +1,5 @@
 -- pgbench: the transaction of one create-room command, as the service runs it
--- (src/event_store.rs, src/read_model.rs): two events in one INSERT ... UNNEST, then the
+-- (src/event_store.rs, src/read_models/rooms.rs): two events in one INSERT ... UNNEST, then the
 -- room view upsert, with the same statements, triggers and indexes.
 \set n random(1, 9000000000000000000)
 BEGIN;

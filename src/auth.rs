@@ -10,6 +10,56 @@ use serde::{Deserialize, Serialize};
 
 use crate::http::{ApiError, AppState};
 
+// Bounds on the text claims, in characters (not bytes): they are copied into every event and
+// row. `sub` must also not be empty or only whitespace.
+/// The most characters a token's `sub` may have.
+pub const MAX_SUB_CHARS: usize = 255;
+/// The most characters a token's `name` may have.
+pub const MAX_NAME_CHARS: usize = 100;
+/// The most characters a token's `email` may have (the longest address RFC 5321 allows).
+pub const MAX_EMAIL_CHARS: usize = 254;
+/// The most characters a token's `picture` may have.
+pub const MAX_PICTURE_CHARS: usize = 2048;
+
+/// Why a token is refused, or cannot be minted.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// Decoding, signature or `Validation` (algorithm, `exp`, `nbf`, `iss`, `aud`) failed.
+    #[error(transparent)]
+    Jwt(#[from] jsonwebtoken::errors::Error),
+    #[error("the token's `sub` claim is empty or blank")]
+    EmptySubject,
+    #[error("the token's `{claim}` claim is longer than {max} characters")]
+    TooLong { claim: &'static str, max: usize },
+    /// PostgreSQL text cannot hold NUL: such a claim could never become a host.
+    #[error("the token's `{0}` claim contains a NUL character")]
+    Nul(&'static str),
+    #[error("the token's `nbf` claim is not a number")]
+    NotBeforeNotANumber,
+}
+
+impl TokenError {
+    /// The `detail` of the 401 answering a token refused for this reason.
+    pub fn detail(&self) -> std::borrow::Cow<'static, str> {
+        use jsonwebtoken::errors::ErrorKind;
+        let Self::Jwt(error) = self else {
+            return self.to_string().into();
+        };
+        match error.kind() {
+            ErrorKind::ExpiredSignature => "the token has expired".into(),
+            ErrorKind::InvalidSignature => "the token's signature is invalid".into(),
+            ErrorKind::InvalidAlgorithm => "the token must be signed with HS256".into(),
+            ErrorKind::MissingRequiredClaim(claim) => {
+                format!("the token lacks the required claim `{claim}`").into()
+            }
+            ErrorKind::InvalidIssuer => "the token's issuer is not accepted".into(),
+            ErrorKind::InvalidAudience => "the token's audience is not accepted".into(),
+            ErrorKind::ImmatureSignature => "the token is not valid yet".into(),
+            _ => "the token is malformed".into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,
@@ -42,6 +92,30 @@ impl Claims {
             iss: None,
             aud: None,
         }
+    }
+
+    /// Refuses an empty `sub`, a text claim longer than its bound, or one holding NUL.
+    fn check_texts(&self) -> Result<(), TokenError> {
+        if self.sub.trim().is_empty() {
+            return Err(TokenError::EmptySubject);
+        }
+        let texts = [
+            ("sub", Some(&self.sub), MAX_SUB_CHARS),
+            ("name", self.name.as_ref(), MAX_NAME_CHARS),
+            ("email", self.email.as_ref(), MAX_EMAIL_CHARS),
+            ("picture", self.picture.as_ref(), MAX_PICTURE_CHARS),
+        ];
+        for (claim, text, max) in texts {
+            let Some(text) = text else { continue };
+            // Counting stops one past the bound: a huge claim costs no more than a long one.
+            if text.chars().take(max + 1).count() > max {
+                return Err(TokenError::TooLong { claim, max });
+            }
+            if text.contains('\0') {
+                return Err(TokenError::Nul(claim));
+            }
+        }
+        Ok(())
     }
 
     /// The host as rooms show them: display name from `name`, else `email`, else `sub`.
@@ -77,6 +151,8 @@ impl Tokens {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp", "sub"]);
         validation.leeway = 30;
+        // Only checked when the token has an `nbf`, which it need not.
+        validation.validate_nbf = true;
         if let Some(iss) = &issuer {
             validation.set_issuer(&[iss]);
             validation.required_spec_claims.insert("iss".into());
@@ -97,32 +173,19 @@ impl Tokens {
         }
     }
 
-    pub fn verify(&self, token: &str) -> Result<Claims, jsonwebtoken::errors::Error> {
-        let claims =
-            jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)?.claims;
-        if claims.sub.trim().is_empty() {
-            return Err(jsonwebtoken::errors::ErrorKind::MissingRequiredClaim("sub".into()).into());
-        }
-        // PostgreSQL text cannot hold NUL: such a claim could never become a host.
-        let texts = [
-            Some(&claims.sub),
-            claims.name.as_ref(),
-            claims.email.as_ref(),
-            claims.picture.as_ref(),
-        ];
-        if texts.into_iter().flatten().any(|text| text.contains('\0')) {
-            return Err(jsonwebtoken::errors::ErrorKind::InvalidToken.into());
-        }
-        Ok(claims)
+    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let payload =
+            jsonwebtoken::decode::<Payload>(token, &self.decoding, &self.validation)?.claims;
+        check_not_before(payload.nbf.as_ref())?;
+        payload.claims.check_texts()?;
+        Ok(payload.claims)
     }
 
     /// A token for `claims.sub`, valid for `ttl` from now, carrying the configured issuer and
-    /// audience.
-    pub fn mint(
-        &self,
-        mut claims: Claims,
-        ttl: Duration,
-    ) -> Result<String, jsonwebtoken::errors::Error> {
+    /// audience. Claims that `verify` would refuse (an empty `sub`, a text claim over its bound)
+    /// are refused here too.
+    pub fn mint(&self, mut claims: Claims, ttl: Duration) -> Result<String, TokenError> {
+        claims.check_texts()?;
         let now = jsonwebtoken::get_current_timestamp();
         claims.iat = Some(now);
         claims.exp = now.saturating_add(ttl.as_secs());
@@ -130,7 +193,37 @@ impl Tokens {
         claims.aud = claims
             .aud
             .or_else(|| self.audience.clone().map(serde_json::Value::String));
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+        Ok(jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.encoding,
+        )?)
+    }
+}
+
+/// What `verify` decodes: the claims, and `nbf` as it was written.
+#[derive(Deserialize)]
+struct Payload {
+    #[serde(flatten)]
+    claims: Claims,
+    #[serde(default)]
+    nbf: Option<serde_json::Value>,
+}
+
+/// `Validation` checks an `nbf` only when it can read it as a u64, and treats any other (a
+/// string, `1e300`) as absent: a token with `"nbf": "4102444800"` would be valid at once. A
+/// NumericDate is a number; one too large for a u64 is not valid yet. A negative one is in the
+/// past.
+fn check_not_before(nbf: Option<&serde_json::Value>) -> Result<(), TokenError> {
+    match nbf {
+        None => Ok(()),
+        Some(serde_json::Value::Number(n)) if n.as_f64().is_some_and(|t| t < u64::MAX as f64) => {
+            Ok(()) // checked by `Validation`
+        }
+        Some(serde_json::Value::Number(_)) => Err(TokenError::Jwt(
+            jsonwebtoken::errors::ErrorKind::ImmatureSignature.into(),
+        )),
+        Some(_) => Err(TokenError::NotBeforeNotANumber),
     }
 }
 
@@ -160,49 +253,12 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or(ApiError::Unauthorized(
                 "the Authorization header must be `Bearer <token>`".into(),
             ))?;
-        state.tokens.verify(token).map(Caller).map_err(|error| {
-            use jsonwebtoken::errors::ErrorKind;
-            ApiError::Unauthorized(match error.kind() {
-                ErrorKind::ExpiredSignature => "the token has expired".into(),
-                ErrorKind::InvalidSignature => "the token's signature is invalid".into(),
-                ErrorKind::InvalidAlgorithm => "the token must be signed with HS256".into(),
-                ErrorKind::MissingRequiredClaim(claim) => {
-                    format!("the token lacks the required claim `{claim}`").into()
-                }
-                ErrorKind::InvalidIssuer => "the token's issuer is not accepted".into(),
-                ErrorKind::InvalidAudience => "the token's audience is not accepted".into(),
-                ErrorKind::ImmatureSignature => "the token is not valid yet".into(),
-                _ => "the token is malformed".into(),
-            })
-        })
+        state
+            .tokens
+            .verify(token)
+            .map(Caller)
+            .map_err(|error| ApiError::Unauthorized(error.detail()))
     }
-}
-
-/// Parses a time-to-live such as `90s`, `15m`, `1h` or `7d`.
-pub fn parse_ttl(text: &str) -> Result<Duration, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration like 1h"))?;
-    let seconds = match unit {
-        "s" | "" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86400,
-        _ => {
-            return Err(format!(
-                "unknown unit `{unit}` in `{text}`: use s, m, h or d"
-            ))
-        }
-    };
-    number
-        .checked_mul(seconds)
-        .filter(|s| *s > 0)
-        .map(Duration::from_secs)
-        .ok_or_else(|| format!("`{text}` is not a positive duration"))
 }
 
 #[cfg(test)]
@@ -244,12 +300,49 @@ mod tests {
     }
 
     #[test]
-    fn parses_ttls() {
-        assert_eq!(parse_ttl("1h"), Ok(Duration::from_secs(3600)));
-        assert_eq!(parse_ttl("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_ttl("7d"), Ok(Duration::from_secs(604800)));
-        assert!(parse_ttl("0m").is_err());
-        assert!(parse_ttl("1w").is_err());
-        assert!(parse_ttl("h").is_err());
+    fn mint_refuses_claims_that_verify_would_refuse() {
+        let tokens = Tokens::new(&[7u8; 32], None, None);
+        let ttl = Duration::from_secs(60);
+        let long_name = Claims {
+            name: Some("é".repeat(MAX_NAME_CHARS + 1)),
+            ..Claims::for_subject("u1")
+        };
+        assert!(matches!(
+            tokens.mint(long_name, ttl),
+            Err(TokenError::TooLong {
+                claim: "name",
+                max: MAX_NAME_CHARS
+            })
+        ));
+        assert!(matches!(
+            tokens.mint(Claims::for_subject(" "), ttl),
+            Err(TokenError::EmptySubject)
+        ));
+        let at_the_bounds = Claims {
+            name: Some("é".repeat(MAX_NAME_CHARS)),
+            email: Some("e".repeat(MAX_EMAIL_CHARS)),
+            picture: Some("p".repeat(MAX_PICTURE_CHARS)),
+            ..Claims::for_subject("é".repeat(MAX_SUB_CHARS))
+        };
+        let token = tokens.mint(at_the_bounds, ttl).unwrap();
+        assert!(tokens.verify(&token).is_ok());
+    }
+
+    #[test]
+    fn an_nbf_validation_cannot_read_is_refused_unless_it_is_in_the_past() {
+        use serde_json::json;
+        assert!(check_not_before(None).is_ok());
+        assert!(check_not_before(Some(&json!(-5))).is_ok());
+        assert!(check_not_before(Some(&json!(1.5))).is_ok());
+        assert!(matches!(
+            check_not_before(Some(&json!(1e300))),
+            Err(TokenError::Jwt(_))
+        ));
+        for not_a_number in [json!("4102444800"), json!(true), json!([1]), json!({})] {
+            assert!(matches!(
+                check_not_before(Some(&not_a_number)),
+                Err(TokenError::NotBeforeNotANumber)
+            ));
+        }
     }
 }

@@ -9,12 +9,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::auth::{parse_ttl, Claims, Tokens};
+use crate::auth::{Claims, Tokens};
 use crate::codes::SecureCodes;
 use crate::http::Limits;
 use crate::relay::{self, RelayConfig, RelayStatus};
 use crate::{app, db};
-use crate::{replay, tail};
+use crate::{read_models, replay, tail};
 
 #[derive(Parser)]
 #[command(name = "neuronmeet", version, about = "NeuronMeet rooms service")]
@@ -102,7 +102,7 @@ struct NatsArgs {
     #[arg(long, env = "NATS_STREAM", default_value = relay::STREAM)]
     nats_stream: String,
     /// JetStream duplicate window: re-publishes within it are dropped.
-    #[arg(long, env = "NATS_DUPLICATE_WINDOW", default_value = "2m", value_parser = parse_ttl)]
+    #[arg(long, env = "NATS_DUPLICATE_WINDOW", default_value = "2m", value_parser = parse_duration)]
     nats_duplicate_window: std::time::Duration,
 }
 
@@ -140,12 +140,19 @@ struct TailArgs {
 struct ReplayArgs {
     #[command(flatten)]
     database: DatabaseArgs,
-    /// The read model to rebuild.
-    #[arg(long, default_value = "rooms", value_parser = clap::builder::PossibleValuesParser::new(replay::PROJECTIONS))]
-    projection: String,
+    /// The read model to rebuild; every one when not given.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(read_models::names()))]
+    projection: Option<String>,
     /// Events read and written per batch.
     #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(i64).range(1..=100_000))]
     batch_size: i64,
+    /// Longest one attempt to swap in the rebuilt table waits for the live one (requests queue
+    /// behind it meanwhile); then it lets go, reports who holds the table, and tries again.
+    #[arg(long, default_value = "200ms", value_parser = parse_duration)]
+    lock_timeout: std::time::Duration,
+    /// Give up (leaving the live table as it is) after being blocked this long.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    give_up_after: std::time::Duration,
 }
 
 #[derive(Args)]
@@ -160,7 +167,7 @@ struct ServeArgs {
     #[arg(long, env = "PORT", default_value_t = 8080)]
     port: u16,
     /// Longest a request may take before it gets a 503 (a command it started still completes).
-    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_ttl)]
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     request_timeout: std::time::Duration,
     /// Requests served at once; beyond that, requests are shed with a 503 rather than queued.
     #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = 512)]
@@ -187,7 +194,7 @@ struct TokenArgs {
     #[arg(long)]
     picture: Option<String>,
     /// How long the token is valid: 90s, 15m, 1h, 7d.
-    #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
     ttl: std::time::Duration,
 }
 
@@ -209,6 +216,34 @@ fn parse_secret(value: &str) -> Result<Secret, String> {
         ));
     }
     Ok(Secret(value.to_owned()))
+}
+
+/// A duration like `250ms`, `90s`, `15m`, `1h` or `7d` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 250ms, 90s or 1h"))?;
+    let millis = match unit {
+        "ms" => 1,
+        "s" | "" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => {
+            return Err(format!(
+                "unknown unit `{unit}` in `{text}`: use ms, s, m, h or d"
+            ))
+        }
+    };
+    number
+        .checked_mul(millis)
+        .filter(|ms| *ms > 0)
+        .map(std::time::Duration::from_millis)
+        .ok_or_else(|| format!("`{text}` is not a positive duration"))
 }
 
 pub fn main() -> ExitCode {
@@ -249,27 +284,30 @@ async fn run(command: Command) -> Result<(), BoxError> {
         }
         Command::Replay(args) => {
             let pool = args.database.migrated_pool().await?;
-            let summary = replay::run(&pool, &args.projection, args.batch_size, |p| {
-                eprintln!(
-                    "replay {}: {}/{} events, {:.0} events/s, position ({}, {}), ETA {:.0}s",
-                    args.projection,
-                    p.events,
-                    p.total,
-                    p.rate(),
-                    p.position.transaction_id,
-                    p.position.global_position,
-                    p.eta().as_secs_f64()
+            let options = replay::Options {
+                batch_size: args.batch_size,
+                lock_timeout: args.lock_timeout,
+                give_up_after: args.give_up_after,
+                ..replay::Options::default()
+            };
+            let names = match args.projection {
+                Some(name) => vec![name],
+                None => read_models::names().into_iter().map(String::from).collect(),
+            };
+            for name in names {
+                let summary = replay::run(&pool, &name, &options, |report| {
+                    print_replay_report(&name, report)
+                })
+                .await?;
+                println!(
+                    "replayed {} events into {} rows of {} in {:.2}s ({:.0} events/s)",
+                    summary.events,
+                    summary.rows,
+                    summary.projection,
+                    summary.elapsed.as_secs_f64(),
+                    summary.events_per_second()
                 );
-            })
-            .await?;
-            println!(
-                "replayed {} events into {} rows of {} in {:.2}s ({:.0} events/s)",
-                summary.events,
-                summary.rooms,
-                args.projection,
-                summary.elapsed.as_secs_f64(),
-                summary.events_per_second()
-            );
+            }
             Ok(())
         }
         Command::Tail(args) => {
@@ -290,6 +328,29 @@ async fn run(command: Command) -> Result<(), BoxError> {
             };
             println!("{}", args.jwt.tokens().mint(claims, args.ttl)?);
             Ok(())
+        }
+    }
+}
+
+fn print_replay_report(projection: &str, report: replay::Report<'_>) {
+    match report {
+        replay::Report::CleanedUp { table } => {
+            eprintln!("replay {projection}: dropped {table}, left by an interrupted rebuild")
+        }
+        replay::Report::Progress(p) => eprintln!(
+            "replay {projection}: {}/{} events, {:.0} events/s, position ({}, {}), ETA {:.0}s",
+            p.events,
+            p.total,
+            p.rate(),
+            p.position.transaction_id,
+            p.position.global_position,
+            p.eta().as_secs_f64()
+        ),
+        replay::Report::Waiting(blockers) => {
+            eprintln!("replay {projection}: waiting to swap in the rebuilt table; held by:");
+            for blocker in blockers {
+                eprintln!("  {blocker}");
+            }
         }
     }
 }
@@ -365,5 +426,23 @@ fn init_tracing(format: LogFormat) {
     match format {
         LogFormat::Pretty => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn parses_durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(604800)));
+        assert!(parse_duration("0m").is_err());
+        assert!(parse_duration("1w").is_err());
+        assert!(parse_duration("h").is_err());
     }
 }

@@ -16,7 +16,7 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 
 use crate::db::{self, Tx};
-use crate::read_model;
+use crate::read_models::{self, StoredEvent};
 
 pub type RoomStore = PersistedEventStore<EventRepository, Room>;
 
@@ -49,14 +49,14 @@ impl EventRepository {
         insert_events(tx.conn(), events).await?;
         let stored = events
             .iter()
-            .map(|e| read_model::StoredEvent {
+            .map(|e| StoredEvent {
                 aggregate_type: &e.aggregate_type,
                 aggregate_id: &e.aggregate_id,
                 sequence: e.sequence as i64,
                 payload: &e.payload,
             })
             .collect::<Vec<_>>();
-        read_model::project(tx.conn(), "rooms", &stored).await?;
+        read_models::apply_all(tx.conn(), &stored).await?;
         tx.commit().await
     }
 }
@@ -101,7 +101,7 @@ async fn insert_events(
 fn persistence_error(error: sqlx::Error) -> PersistenceError {
     match db::violated_unique_constraint(&error) {
         Some("events_pkey") => PersistenceError::OptimisticLockError,
-        Some("rooms_code_key") => PersistenceError::UnknownError(Box::new(CodeTaken)),
+        Some(read_models::rooms::CODE_KEY) => PersistenceError::UnknownError(Box::new(CodeTaken)),
         _ if db::is_unavailable(&error) => PersistenceError::ConnectionError(Box::new(error)),
         _ => PersistenceError::UnknownError(Box::new(error)),
     }

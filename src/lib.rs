@@ -12,7 +12,7 @@ pub mod db;
 pub mod event_log;
 pub mod event_store;
 pub mod http;
-pub mod read_model;
+pub mod read_models;
 pub mod relay;
 pub mod replay;
 pub mod tail;

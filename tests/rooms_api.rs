@@ -266,7 +266,7 @@ async fn the_view_equals_what_a_replay_of_the_log_computes() {
             .map(|(sequence, payload)| (sequence, serde_json::from_value(payload).unwrap()))
             .collect();
         let replayed = RoomView::from_events(events.iter().map(|(s, e)| (*s, e))).unwrap();
-        let stored = neuronmeet::read_model::find_by_id(&app.db, &id)
+        let stored = neuronmeet::read_models::rooms::find_by_id(&app.db, &id)
             .await
             .unwrap();
         assert_eq!(stored, replayed);

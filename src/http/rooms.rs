@@ -18,7 +18,7 @@ use super::problem::Problem;
 use super::{request_id, ApiError, AppState};
 use crate::auth::Caller;
 use crate::commands::{self, NewRoom};
-use crate::read_model;
+use crate::read_models::rooms;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -63,7 +63,7 @@ async fn create_room(
         .create_room(room, claims.host(), request_id(&headers))
         .await?;
     // Read-your-writes: the view was written in the command's transaction.
-    let view = read_model::find_by_id(&state.pool, &room_id)
+    let view = rooms::find_by_id(&state.pool, &room_id)
         .await?
         .ok_or_else(|| {
             ApiError::Internal(format!("room {room_id} was created but has no view").into())
@@ -104,7 +104,7 @@ async fn get_room(
     if uuid::Uuid::parse_str(&id).is_err() {
         return Err(ApiError::NotFound(format!("no room has id {id}")));
     }
-    let view = read_model::find_by_id(&state.pool, &id)
+    let view = rooms::find_by_id(&state.pool, &id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no room has id {id}")))?;
     Ok(Json(FullRoom::try_from(view)?))
@@ -132,7 +132,7 @@ async fn get_room_by_code(
     let not_found = || ApiError::NotFound(format!("no room has code {code}"));
     // A malformed code cannot name a room: answer without asking the database.
     RoomCode::parse(&code).map_err(|_| not_found())?;
-    let view = read_model::find_by_code(&state.pool, &code)
+    let view = rooms::find_by_code(&state.pool, &code)
         .await?
         .ok_or_else(not_found)?;
     Ok(Json(PublicRoom::from(view)))

@@ -1,4 +1,4 @@
-//! The `rooms` table: how a [`RoomView`] is stored and read back.
+//! The `rooms` table: how a [`RoomView`] is stored, changed by events and read back.
 
 use std::collections::HashMap;
 
@@ -6,9 +6,37 @@ use aggregates::{Room, RoomCode, RoomEvent};
 use cqrs_es::Aggregate;
 use projections::{RoomSettingsView, RoomView};
 use serde::Deserialize;
-use serde_json::Value;
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, PgConnection, PgExecutor, Row};
+
+use super::{Projection, StoredEvent};
+
+/// The live table.
+const TABLE: &str = "rooms";
+/// Room codes are unique: a violation of this constraint means "code taken, draw another".
+pub const CODE_KEY: &str = "rooms_code_key";
+
+/// The room view, one row per room.
+pub struct Rooms;
+
+impl Projection for Rooms {
+    fn name(&self) -> &'static str {
+        TABLE
+    }
+
+    fn table(&self) -> &'static str {
+        TABLE
+    }
+
+    fn apply<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        table: &'a str,
+        events: &'a [StoredEvent<'a>],
+    ) -> futures_util::future::BoxFuture<'a, Result<(), sqlx::Error>> {
+        Box::pin(project(conn, table, events))
+    }
+}
 
 const COLUMNS: &str = "id, code, name, host_id, host_display_name, host_avatar_url, is_active, \
     is_locked, started_at, created_at, updated_at, ended_at, settings_id, allow_chat, \
@@ -19,14 +47,14 @@ pub async fn find_by_id<'e>(
     db: impl PgExecutor<'e>,
     id: &str,
 ) -> Result<Option<RoomView>, sqlx::Error> {
-    select_one(db, "rooms", "id = $1", id).await
+    select_one(db, TABLE, "id = $1", id).await
 }
 
 pub async fn find_by_code<'e>(
     db: impl PgExecutor<'e>,
     code: &str,
 ) -> Result<Option<RoomView>, sqlx::Error> {
-    select_one(db, "rooms", "code = $1", code).await
+    select_one(db, TABLE, "code = $1", code).await
 }
 
 /// The current row in `table`, locked until the transaction ends, for applying further events.
@@ -51,18 +79,10 @@ async fn select_one<'e>(
         .map(|row| row.map(|Stored(view)| view))
 }
 
-/// An event as stored, as much of it as projections need.
-pub struct StoredEvent<'a> {
-    pub aggregate_type: &'a str,
-    pub aggregate_id: &'a str,
-    pub sequence: i64,
-    pub payload: &'a Value,
-}
-
 /// Applies events, in log order, to the room views in `table` (`rooms`, or a replay's fresh
 /// table): each room touched is read at most once (locked, unless its history starts in
 /// these events) and written once, all rows in one statement. Other aggregates are ignored.
-pub async fn project(
+async fn project(
     conn: &mut PgConnection,
     table: &str,
     events: &[StoredEvent<'_>],

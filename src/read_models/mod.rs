@@ -1,0 +1,55 @@
+//! Inline projections: read models written in the command's own transaction, and rebuilt from
+//! the log by replay. Each projection owns one table; the registry below is the one list that
+//! the event store, replay and the CLI go through.
+
+pub mod rooms;
+
+use futures_util::future::BoxFuture;
+use serde_json::Value;
+use sqlx::PgConnection;
+
+/// An event as stored, as much of it as projections need.
+pub struct StoredEvent<'a> {
+    pub aggregate_type: &'a str,
+    pub aggregate_id: &'a str,
+    pub sequence: i64,
+    pub payload: &'a Value,
+}
+
+/// A read model kept in one table by applying events to its rows.
+pub trait Projection: Send + Sync {
+    /// What operators call it (`neuronmeet replay --projection NAME`).
+    fn name(&self) -> &'static str;
+    /// The live table.
+    fn table(&self) -> &'static str;
+    /// Applies `events`, in log order, to the rows of `table`: the live table inside a
+    /// command's transaction, or a rebuild's fresh copy of it (same columns and constraints).
+    fn apply<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        table: &'a str,
+        events: &'a [StoredEvent<'a>],
+    ) -> BoxFuture<'a, Result<(), sqlx::Error>>;
+}
+
+/// Every inline projection, in the order a command's transaction applies them.
+pub static ALL: &[&dyn Projection] = &[&rooms::Rooms];
+
+pub fn find(name: &str) -> Option<&'static dyn Projection> {
+    ALL.iter().copied().find(|p| p.name() == name)
+}
+
+pub fn names() -> Vec<&'static str> {
+    ALL.iter().map(|p| p.name()).collect()
+}
+
+/// Applies `events` to every projection's live table.
+pub async fn apply_all(
+    conn: &mut PgConnection,
+    events: &[StoredEvent<'_>],
+) -> Result<(), sqlx::Error> {
+    for projection in ALL {
+        projection.apply(conn, projection.table(), events).await?;
+    }
+    Ok(())
+}
