@@ -96,7 +96,7 @@ impl JwtArgs {
 #[derive(Args)]
 struct NatsArgs {
     /// NATS server URL; every committed event is published to JetStream there.
-    #[arg(long, env = "NATS_URL")]
+    #[arg(long, env = "NATS_URL", value_parser = relay::parse_nats_url)]
     nats_url: String,
     /// JetStream stream for room events.
     #[arg(long, env = "NATS_STREAM", default_value = relay::STREAM)]

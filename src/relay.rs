@@ -6,11 +6,15 @@
 //!   (`pg_snapshot_xmin`). Identity values are taken before commit, so reading by
 //!   `global_position` alone would skip a slow transaction's events forever.
 //! - At-least-once: each publish's PublishAck is awaited before the checkpoint advances.
+//! - No holes: each publish carries `Nats-Expected-Last-Sequence`, so JetStream stores nothing
+//!   after a message that was lost on the way (a reconnect drops the client's buffer).
 //! - No duplicates: `Nats-Msg-Id` = `<roomId>:<sequence>` lets JetStream drop re-publishes
-//!   within its duplicate window; on taking over, the relay also moves its checkpoint past the
-//!   last message already in the stream, which covers outages longer than that window.
+//!   within its duplicate window; on taking over, the relay also walks the messages stored after
+//!   its checkpoint and moves past those that continue the log without a break, which covers
+//!   outages longer than that window.
 //! - One publisher: a PostgreSQL advisory lock held on a dedicated connection; when its holder
 //!   dies the session ends, the lock is released, and a standby takes over within a second.
+//!   Server-side TCP keepalives end a session whose client vanished.
 //! - Waking: while there is work the relay keeps reading; when idle it sets a flag that makes
 //!   committing transactions NOTIFY it (a NOTIFY on every commit would serialize commits), with
 //!   a polling fallback.
@@ -18,30 +22,40 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::{self, message::PublishMessage, stream};
 use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::watch;
 
-use crate::BoxError;
-
 use crate::event_log::{self, LoggedEvent, Position, Settled};
+use crate::BoxError;
 
 /// Advisory lock key of the relay ("ROOMSRLY" in ASCII).
 const LEADER_LOCK: i64 = 0x524f_4f4d_5352_4c59;
-const CHECKPOINT: &str = "nats";
 /// The JetStream stream of room events, and the subjects it holds (`rooms.<roomId>.<Type>`).
 pub const STREAM: &str = "ROOMS";
 pub const SUBJECTS: &str = "rooms.>";
 pub const NOTIFY_CHANNEL: &str = "events_committed";
+/// Messages walked at most on takeover; beyond, the relay publishes from where the walk ended
+/// (JetStream's duplicate window drops what is already there).
+const MAX_RECONCILE_WALK: u64 = 10_000;
+/// The backlog is counted up to this many events, so that /readyz stays cheap.
+pub const LAG_COUNT_LIMIT: i64 = 10_000;
+
+/// The checkpoint row of the relay publishing to `stream`.
+pub fn checkpoint_name(stream: &str) -> String {
+    format!("nats:{stream}")
+}
 
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
     pub nats_url: String,
     pub stream: String,
+    /// The duplicate window of a stream the relay creates (an existing one keeps its own).
     pub duplicate_window: Duration,
     pub batch_size: i64,
     /// How long to let events gather after a partial batch while busy: fewer, larger batches
@@ -64,6 +78,23 @@ impl RelayConfig {
     }
 }
 
+/// Checks a `NATS_URL`: one or more comma-separated `nats://`, `tls://`, `ws://` or `wss://`
+/// URLs with a host. (async-nats would take `not-a-url` for a host name and retry it forever.)
+pub fn parse_nats_url(text: &str) -> Result<String, String> {
+    for server in text.split(',').map(str::trim) {
+        let scheme = server.split_once("://").map(|(scheme, _)| scheme);
+        if !matches!(scheme, Some("nats" | "tls" | "ws" | "wss")) {
+            return Err(format!(
+                "`{server}` is not a NATS URL; expected nats://host:port (or tls://, ws://, wss://)"
+            ));
+        }
+        server
+            .parse::<async_nats::ServerAddr>()
+            .map_err(|e| format!("`{server}` is not a NATS URL: {e}"))?;
+    }
+    Ok(text.to_owned())
+}
+
 /// What /readyz shows of this instance's relay.
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -71,8 +102,13 @@ pub struct RelayState {
     /// `starting`, `standby` (another instance publishes), `publishing` or `degraded`.
     pub status: &'static str,
     pub published: u64,
+    /// Why it is degraded, as a code (the details are in the logs): `database_unavailable`,
+    /// `nats_unavailable`, `stream_misconfigured`, `stream_diverged`, `cluster_changed`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
+    pub reason: Option<&'static str>,
+    /// The checkpoint it keeps (`nats:<stream>`).
+    #[serde(skip)]
+    pub checkpoint: String,
 }
 
 #[derive(Clone, Default)]
@@ -86,27 +122,75 @@ impl RelayStatus {
     fn update(&self, change: impl FnOnce(&mut RelayState)) {
         change(&mut self.0.lock().expect("relay status lock"));
     }
+
+    /// The checkpoint whose lag /readyz reports: this instance's relay's, or the default one.
+    pub fn checkpoint(&self) -> String {
+        let checkpoint = self.get().checkpoint;
+        if checkpoint.is_empty() {
+            checkpoint_name(STREAM)
+        } else {
+            checkpoint
+        }
+    }
+}
+
+/// Why the relay cannot publish right now. Each is retried; `reason` is what /readyz shows.
+#[derive(Debug, thiserror::Error)]
+enum Fault {
+    #[error("PostgreSQL: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("NATS: {0}")]
+    Nats(BoxError),
+    #[error("{0}")]
+    StreamMisconfigured(String),
+    #[error("the stream's last message is not the one this relay published last: {0}")]
+    StreamDiverged(BoxError),
+    #[error("{0}")]
+    ClusterChanged(String),
+}
+
+impl Fault {
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::Database(_) => "database_unavailable",
+            Self::Nats(_) => "nats_unavailable",
+            Self::StreamMisconfigured(_) => "stream_misconfigured",
+            Self::StreamDiverged(_) => "stream_diverged",
+            Self::ClusterChanged(_) => "cluster_changed",
+        }
+    }
+
+    fn nats(error: impl Into<BoxError>) -> Self {
+        Self::Nats(error.into())
+    }
 }
 
 /// Runs until `shutdown` turns true, finishing the batch in hand. Failures (NATS or
-/// PostgreSQL down) are reported in `status` and retried; they never end the relay.
+/// PostgreSQL down, a stream changed under it) are reported in `status` and retried; they never
+/// end the relay.
 pub async fn run(
     pool: PgPool,
     config: RelayConfig,
     status: RelayStatus,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    status.update(|s| s.status = "starting");
+    let checkpoint = checkpoint_name(&config.stream);
+    status.update(|s| {
+        s.status = "starting";
+        s.checkpoint = checkpoint.clone();
+    });
+    // Connects in the background and keeps reconnecting: NATS being down is a fault to report
+    // and retry, not a reason to stop.
     let client = async_nats::ConnectOptions::new()
         .retry_on_initial_connect()
-        .connect(&config.nats_url)
+        .connect(config.nats_url.as_str())
         .await;
     let client = match client {
         Ok(client) => client,
         Err(error) => {
             status.update(|s| {
                 s.status = "degraded";
-                s.last_error = Some(format!("invalid NATS_URL: {error}"));
+                s.reason = Some("nats_unavailable");
             });
             tracing::error!(%error, "the relay cannot use NATS_URL");
             return;
@@ -114,32 +198,47 @@ pub async fn run(
     };
     let js = jetstream::new(client);
     while !stopping(&shutdown) {
-        match lead(&pool, &js, &config, &status, &mut shutdown).await {
-            Ok(()) => {}
-            Err(error) => {
-                tracing::warn!(error = %error, "relay degraded; retrying");
-                status.update(|s| {
-                    s.status = "degraded";
-                    s.last_error = Some(error.to_string());
-                });
-                sleep_or_shutdown(Duration::from_secs(1), &mut shutdown).await;
-            }
+        if let Err(fault) = lead(&pool, &js, &config, &checkpoint, &status, &mut shutdown).await {
+            let reason = fault.reason();
+            tracing::warn!(error = %fault, reason, "relay degraded; retrying");
+            metrics::counter!("relay_faults_total", "reason" => reason).increment(1);
+            status.update(|s| {
+                s.status = "degraded";
+                s.reason = Some(reason);
+            });
+            sleep_or_shutdown(Duration::from_secs(1), &mut shutdown).await;
         }
     }
     tracing::info!("relay stopped");
 }
 
-/// Waits for leadership, then publishes until shutdown or an error.
+/// The session the leader holds its lock on, reads the log and writes its checkpoint through.
+/// The server probes it with TCP keepalives and gives up on unacknowledged data after 30 s, so
+/// a relay whose host vanished (a half-open connection) loses the lead within a minute, not
+/// after the kernel's two hours.
+pub fn leader_connect_options(pool: &PgPool) -> PgConnectOptions {
+    pool.connect_options()
+        .as_ref()
+        .clone()
+        .application_name("neuronmeet-relay")
+        .options([
+            ("tcp_keepalives_idle", "10"),
+            ("tcp_keepalives_interval", "5"),
+            ("tcp_keepalives_count", "3"),
+            ("tcp_user_timeout", "30000"),
+        ])
+}
+
+/// Waits for leadership, then publishes until shutdown or a fault.
 async fn lead(
     pool: &PgPool,
     js: &jetstream::Context,
     config: &RelayConfig,
+    checkpoint: &str,
     status: &RelayStatus,
     shutdown: &mut watch::Receiver<bool>,
-) -> Result<(), BoxError> {
-    // A connection of its own: the lock lives as long as this session, and the leader reads
-    // the log and writes its checkpoint through it (so a lost session stops it publishing).
-    let mut session = PgConnection::connect_with(&pool.connect_options()).await?;
+) -> Result<(), Fault> {
+    let mut session = PgConnection::connect_with(&leader_connect_options(pool)).await?;
     loop {
         let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
             .bind(LEADER_LOCK)
@@ -148,16 +247,41 @@ async fn lead(
         if leader {
             break;
         }
-        status.update(|s| s.status = "standby");
+        status.update(|s| {
+            s.status = "standby";
+            s.reason = None;
+        });
         if sleep_or_shutdown(Duration::from_secs(1), shutdown).await {
             return Ok(());
         }
     }
     tracing::info!("relay is the publisher");
+    // A leader that died while idle left the wake-up armed: every commit would NOTIFY.
+    set_armed(&mut session, false).await?;
+    let result = publish(&mut session, pool, js, config, checkpoint, status, shutdown).await;
+    if result.is_err() {
+        // Committers need not NOTIFY a relay that is not listening. Best effort: the session
+        // may be what failed, and the next leader resets the flag anyway.
+        let reset = set_armed(&mut session, false);
+        let _ = tokio::time::timeout(Duration::from_secs(1), reset).await;
+    }
+    result
+}
+
+/// Publishes as the leader until shutdown or a fault.
+async fn publish(
+    session: &mut PgConnection,
+    pool: &PgPool,
+    js: &jetstream::Context,
+    config: &RelayConfig,
+    checkpoint: &str,
+    status: &RelayStatus,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), Fault> {
     // Checkpoints need not wait for the disk: one lost in a crash only means re-publishing
     // events that JetStream de-duplicates (and reconciliation skips).
     sqlx::query("SET synchronous_commit = off")
-        .execute(&mut session)
+        .execute(&mut *session)
         .await?;
     // LISTEN holds its connection for good: give it a pool of its own, not a slot of the API's.
     let listener_pool = PgPoolOptions::new()
@@ -168,16 +292,17 @@ async fn lead(
         .await?;
     let mut listener = PgListener::connect_with(&listener_pool).await?;
     listener.listen(NOTIFY_CHANNEL).await?;
-    ensure_stream(js, config).await?;
-    let mut checkpoint = reconcile(&mut session, js, config).await?;
+    let mut stream = ensure_stream(js, config).await?;
+    let mut cursor = reconcile(&mut *session, &mut stream, checkpoint).await?;
     status.update(|s| {
         s.status = "publishing";
-        s.last_error = None;
+        s.reason = None;
     });
     while !stopping(shutdown) {
         // While there is work, keep publishing: committers need not wake us. A partial batch
         // means we are caught up: let the next events gather for a moment rather than spin.
-        let published = publish_batch(&mut session, js, config, &mut checkpoint, status).await?;
+        let published = publish_batch(session, js, &mut stream, config, &mut cursor).await?;
+        status.update(|s| s.published += published as u64);
         if published as i64 == config.batch_size {
             continue;
         }
@@ -187,17 +312,26 @@ async fn lead(
         }
         // Idle: ask committers to NOTIFY, then look once more, since a transaction that read
         // the flag before it was set commits without notifying.
-        set_armed(&mut session, true).await?;
-        await_running_transactions(&mut session).await?;
-        let published = publish_batch(&mut session, js, config, &mut checkpoint, status).await?;
+        set_armed(session, true).await?;
+        await_running_transactions(session).await?;
+        let published = publish_batch(session, js, &mut stream, config, &mut cursor).await?;
+        status.update(|s| s.published += published as u64);
         if published == 0 {
+            // Committed events that are not settled yet (a transaction that began before them
+            // is still running, anywhere in the cluster) will not be announced again: look
+            // again soon rather than at the next poll.
+            let wait = if unsettled_events(session, &cursor.position).await? {
+                config.linger.max(Duration::from_millis(20))
+            } else {
+                config.poll_interval
+            };
             tokio::select! {
                 notification = listener.recv() => { notification?; }
-                _ = tokio::time::sleep(config.poll_interval) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => {}
             }
         }
-        set_armed(&mut session, false).await?;
+        set_armed(session, false).await?;
     }
     Ok(())
 }
@@ -208,6 +342,20 @@ async fn set_armed(session: &mut PgConnection, armed: bool) -> Result<(), sqlx::
         .execute(session)
         .await
         .map(|_| ())
+}
+
+/// Whether committed events past `position` wait for older transactions to end.
+async fn unsettled_events(
+    session: &mut PgConnection,
+    position: &Position,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM events WHERE (transaction_id, global_position) > ($1::text::xid8, $2))",
+    )
+    .bind(&position.transaction_id)
+    .bind(position.global_position)
+    .fetch_one(session)
+    .await
 }
 
 /// Waits (up to 100 ms) for the transactions running now to end. Each of them may have read
@@ -234,101 +382,254 @@ async fn await_running_transactions(session: &mut PgConnection) -> Result<(), sq
     Ok(())
 }
 
-/// Creates the stream, or brings an existing one's settings up to date.
-pub async fn ensure_stream(js: &jetstream::Context, config: &RelayConfig) -> Result<(), BoxError> {
-    js.create_or_update_stream(stream::Config {
-        name: config.stream.clone(),
-        subjects: vec![SUBJECTS.into()],
-        storage: stream::StorageType::File,
-        duplicate_window: config.duplicate_window,
-        ..Default::default()
-    })
-    .await?;
-    Ok(())
-}
-
-/// Loads the checkpoint, first moving it past the last event already in the stream, so that a
-/// relay whose checkpoint fell behind (it crashed between publish and checkpoint, and was down
-/// longer than the duplicate window) never publishes an event twice.
-async fn reconcile(
-    session: &mut PgConnection,
+/// The stream, created when missing. An existing stream keeps the settings its operator gave it
+/// (replicas, limits, max age, duplicate window); it only has to capture our subjects.
+async fn ensure_stream(
     js: &jetstream::Context,
     config: &RelayConfig,
-) -> Result<Position, BoxError> {
-    sqlx::query("INSERT INTO checkpoints (name) VALUES ($1) ON CONFLICT (name) DO NOTHING")
-        .bind(CHECKPOINT)
-        .execute(&mut *session)
-        .await?;
-    let mut stream = js.get_stream(&config.stream).await?;
-    let last = stream.info().await?.state.last_sequence;
-    if last > 0 {
-        let message = stream.get_raw_message(last).await?;
-        let envelope: Value = serde_json::from_slice(&message.payload)?;
-        let Some(position) = envelope["globalposition"].as_i64() else {
-            return Err(format!(
-                "the last message in {} has no globalposition",
-                config.stream
-            )
-            .into());
-        };
-        let moved = sqlx::query(
-            "UPDATE checkpoints c SET transaction_id = e.transaction_id, global_position = e.global_position, \
-                    updated_at = now() \
-               FROM events e \
-              WHERE c.name = $1 AND e.global_position = $2 \
-                AND (e.transaction_id, e.global_position) > (c.transaction_id, c.global_position)",
-        )
-        .bind(CHECKPOINT)
-        .bind(position)
-        .execute(&mut *session)
-        .await?
-        .rows_affected();
-        if moved > 0 {
-            tracing::warn!(
-                position,
-                "checkpoint was behind the stream; moved it to the last published event"
-            );
+) -> Result<jetstream::stream::Stream, Fault> {
+    use async_nats::jetstream::context::GetStreamErrorKind;
+    use async_nats::jetstream::ErrorCode;
+    match js.get_stream(&config.stream).await {
+        Ok(mut stream) => {
+            let subjects = stream
+                .info()
+                .await
+                .map_err(Fault::nats)?
+                .config
+                .subjects
+                .clone();
+            if !subjects.iter().any(|s| s == SUBJECTS || s == ">") {
+                return Err(Fault::StreamMisconfigured(format!(
+                    "stream {} captures {subjects:?}, not {SUBJECTS}",
+                    config.stream
+                )));
+            }
+            Ok(stream)
         }
+        Err(error)
+            if matches!(error.kind(), GetStreamErrorKind::JetStream(e)
+                if e.error_code() == ErrorCode::STREAM_NOT_FOUND) =>
+        {
+            tracing::info!(stream = %config.stream, "creating the JetStream stream");
+            let stream = js
+                .create_stream(stream::Config {
+                    name: config.stream.clone(),
+                    subjects: vec![SUBJECTS.into()],
+                    storage: stream::StorageType::File,
+                    duplicate_window: config.duplicate_window,
+                    ..Default::default()
+                })
+                .await
+                .map_err(Fault::nats)?;
+            Ok(stream)
+        }
+        Err(error) => Err(Fault::nats(error)),
     }
-    Ok(sqlx::query_as(
-        "SELECT transaction_id::text AS transaction_id, global_position FROM checkpoints WHERE name = $1",
-    )
-    .bind(CHECKPOINT)
-    .fetch_one(&mut *session)
-    .await?)
 }
 
-/// Publishes the next batch after `checkpoint` and advances it; returns how many events it
+/// Where the relay stands: its checkpoint in the log, and the stream's last sequence, which
+/// the next publish must follow (`None` after a broken run, until a batch has gone through).
+struct Cursor {
+    checkpoint: String,
+    position: Position,
+    /// Every message up to this stream sequence holds an event at or before `position`.
+    stream_sequence: u64,
+    /// The stream's last sequence, that the next message must follow.
+    chain: Option<u64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct StoredCheckpoint {
+    transaction_id: String,
+    global_position: i64,
+    stream_sequence: Option<i64>,
+    cluster_id: Option<i64>,
+    this_cluster: i64,
+    ahead_of_cluster: bool,
+}
+
+/// Loads the checkpoint, refuses one from another cluster, and moves it across the messages
+/// stored after it that continue the log without a break: those a relay published before it
+/// died without writing its checkpoint. It never moves across a message that does not follow
+/// (a hole, a foreign or deleted message): events after that are published again, and
+/// JetStream's duplicate window drops what is already there.
+async fn reconcile(
+    session: &mut PgConnection,
+    stream: &mut jetstream::stream::Stream,
+    checkpoint: &str,
+) -> Result<Cursor, Fault> {
+    sqlx::query(
+        "INSERT INTO checkpoints (name, cluster_id) \
+         VALUES ($1, (SELECT system_identifier FROM pg_control_system())) \
+         ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(checkpoint)
+    .execute(&mut *session)
+    .await?;
+    let stored: StoredCheckpoint = sqlx::query_as(
+        "SELECT transaction_id::text AS transaction_id, global_position, stream_sequence, cluster_id, \
+                (SELECT system_identifier FROM pg_control_system()) AS this_cluster, \
+                transaction_id > pg_snapshot_xmax(pg_current_snapshot()) AS ahead_of_cluster \
+           FROM checkpoints WHERE name = $1",
+    )
+    .bind(checkpoint)
+    .fetch_one(&mut *session)
+    .await?;
+    if let Some(other) = stored.cluster_id.filter(|id| *id != stored.this_cluster) {
+        return Err(Fault::ClusterChanged(format!(
+            "checkpoint {checkpoint} was written by PostgreSQL cluster {other}, this is cluster {}: \
+             after a logical restore the log's transaction ids do not order new events after old \
+             ones; publishing stopped (see docs/operations.md)",
+            stored.this_cluster
+        )));
+    }
+    if stored.ahead_of_cluster {
+        return Err(Fault::ClusterChanged(format!(
+            "checkpoint {checkpoint} is at transaction {}, ahead of this cluster's transaction ids: \
+             the database was restored from a dump; publishing stopped (see docs/operations.md)",
+            stored.transaction_id
+        )));
+    }
+    if stored.cluster_id.is_none() {
+        sqlx::query("UPDATE checkpoints SET cluster_id = $2 WHERE name = $1")
+            .bind(checkpoint)
+            .bind(stored.this_cluster)
+            .execute(&mut *session)
+            .await?;
+    }
+
+    let last = stream
+        .info()
+        .await
+        .map_err(Fault::nats)?
+        .state
+        .last_sequence;
+    let mut cursor = Cursor {
+        checkpoint: checkpoint.to_owned(),
+        position: Position {
+            transaction_id: stored.transaction_id,
+            global_position: stored.global_position,
+        },
+        stream_sequence: last,
+        chain: Some(last),
+    };
+    let Some(known) = stored.stream_sequence.map(|s| s as u64) else {
+        // A checkpoint from before stream sequences were kept: publish from it.
+        save_checkpoint(session, &cursor).await?;
+        return Ok(cursor);
+    };
+    if last < known {
+        tracing::warn!(
+            stream_last = last,
+            checkpoint_stream_sequence = known,
+            "the stream is behind the checkpoint (recreated?); publishing from the checkpoint"
+        );
+    }
+    if last <= known {
+        save_checkpoint(session, &cursor).await?;
+        return Ok(cursor);
+    }
+
+    let walk = (last - known).min(MAX_RECONCILE_WALK);
+    let following =
+        event_log::read_after(&mut *session, &cursor.position, walk as i64, Settled::Any).await?;
+    let mut matched = 0;
+    for (sequence, event) in (known + 1..=known + walk).zip(&following) {
+        let stored_position = match stream.get_raw_message(sequence).await {
+            Ok(message) => serde_json::from_slice::<Value>(&message.payload)
+                .ok()
+                .and_then(|envelope| envelope["globalposition"].as_i64()),
+            Err(_) => None, // deleted, or purged
+        };
+        if stored_position != Some(event.position.global_position) {
+            tracing::warn!(
+                stream_sequence = sequence,
+                expected = event.position.global_position,
+                found = ?stored_position,
+                "the stream breaks off from the log here; publishing again from the last event that follows"
+            );
+            break;
+        }
+        cursor.position = event.position.clone();
+        matched += 1;
+    }
+    if matched > 0 {
+        tracing::warn!(
+            events = matched,
+            "checkpoint was behind the stream; moved it past events already published"
+        );
+    }
+    if matched < walk || walk < last - known {
+        // Re-publishing over messages already stored: duplicates are acknowledged without
+        // being stored, so sequences cannot be predicted until a batch has gone through.
+        cursor.chain = None;
+        cursor.stream_sequence = known + matched;
+    }
+    save_checkpoint(session, &cursor).await?;
+    Ok(cursor)
+}
+
+async fn save_checkpoint(session: &mut PgConnection, cursor: &Cursor) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE checkpoints SET transaction_id = $2::text::xid8, global_position = $3, \
+                stream_sequence = $4, updated_at = now() \
+          WHERE name = $1",
+    )
+    .bind(&cursor.checkpoint)
+    .bind(&cursor.position.transaction_id)
+    .bind(cursor.position.global_position)
+    .bind(cursor.stream_sequence as i64)
+    .execute(session)
+    .await
+    .map(|_| ())
+}
+
+/// Publishes the next batch after the checkpoint and advances it; returns how many events it
 /// published.
 async fn publish_batch(
     session: &mut PgConnection,
     js: &jetstream::Context,
+    stream: &mut jetstream::stream::Stream,
     config: &RelayConfig,
-    checkpoint: &mut Position,
-    status: &RelayStatus,
-) -> Result<usize, BoxError> {
-    let batch =
-        event_log::read_after(&mut *session, checkpoint, config.batch_size, Settled::Only).await?;
+    cursor: &mut Cursor,
+) -> Result<usize, Fault> {
+    let batch = event_log::read_after(
+        &mut *session,
+        &cursor.position,
+        config.batch_size,
+        Settled::Only,
+    )
+    .await?;
     let Some(last) = batch.last() else {
         return Ok(0);
     };
-    // Send the whole batch, then await the acks: one round trip's wait per batch, and
-    // JetStream stores messages from one connection in the order they were sent.
+    // Send the whole batch, then await the acks: one round trip's wait per batch. Each message
+    // must directly follow the one before it, so if one is lost none after it is stored.
     let mut acks = Vec::with_capacity(batch.len());
-    for event in &batch {
+    for (i, event) in batch.iter().enumerate() {
         let id = format!("{}:{}", event.aggregate_id, event.sequence);
-        let body = serde_json::to_vec(&envelope(event, &id))?;
+        let body = serde_json::to_vec(&envelope(event, &id)).map_err(Fault::nats)?;
         let subject = format!("rooms.{}.{}", event.aggregate_id, event.event_type);
-        acks.push(
-            js.send_publish(
-                subject,
-                PublishMessage::build().message_id(&id).payload(body.into()),
-            )
-            .await?,
-        );
+        let mut message = PublishMessage::build().message_id(&id);
+        if let Some(chain) = cursor.chain {
+            message = message.expected_last_sequence(chain + i as u64);
+        }
+        let ack = js
+            .send_publish(subject, message.payload(body.into()))
+            .await
+            .map_err(Fault::nats)?;
+        acks.push(ack);
     }
+    let mut stream_sequence = cursor.stream_sequence;
     for (ack, event) in acks.into_iter().zip(&batch) {
-        ack.await?;
+        let ack = ack.await.map_err(|error| match error.kind() {
+            PublishErrorKind::WrongLastSequence => Fault::StreamDiverged(error.into()),
+            _ => Fault::nats(error),
+        })?;
+        if !ack.duplicate {
+            stream_sequence = stream_sequence.max(ack.sequence);
+        }
         // From commit (well, insert) to PublishAck: what a subscriber waits for an event.
         let delay = (Utc::now() - event.recorded_at)
             .to_std()
@@ -336,17 +637,19 @@ async fn publish_batch(
         metrics::histogram!("relay_publish_delay_seconds").record(delay.as_secs_f64());
     }
     metrics::counter!("relay_published_total").increment(batch.len() as u64);
-    sqlx::query(
-        "UPDATE checkpoints SET transaction_id = $2::text::xid8, global_position = $3, updated_at = now() \
-          WHERE name = $1",
-    )
-    .bind(CHECKPOINT)
-    .bind(&last.position.transaction_id)
-    .bind(last.position.global_position)
-    .execute(session)
-    .await?;
-    *checkpoint = last.position.clone();
-    status.update(|s| s.published += batch.len() as u64);
+    if cursor.chain.is_none() {
+        // Past the re-published run: from here on the stream's end is known again.
+        stream_sequence = stream
+            .info()
+            .await
+            .map_err(Fault::nats)?
+            .state
+            .last_sequence;
+    }
+    cursor.position = last.position.clone();
+    cursor.stream_sequence = stream_sequence;
+    cursor.chain = Some(stream_sequence);
+    save_checkpoint(session, cursor).await?;
     Ok(batch.len())
 }
 
@@ -386,14 +689,20 @@ async fn sleep_or_shutdown(duration: Duration, shutdown: &mut watch::Receiver<bo
     }
 }
 
-/// Events committed but not yet published, and the age of the oldest, for /readyz.
-pub async fn lag(pool: &PgPool) -> Result<(i64, f64), sqlx::Error> {
+/// The backlog behind `checkpoint`, for /readyz and /metrics: events committed but not yet
+/// published (counted up to [`LAG_COUNT_LIMIT`]), and the age of the oldest. Both are index
+/// range reads from the checkpoint on, however long the log.
+pub async fn lag(pool: &PgPool, checkpoint: &str) -> Result<(i64, f64), sqlx::Error> {
     sqlx::query_as(
-        "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(e.recorded_at))::float8, 0) \
-           FROM events e LEFT JOIN checkpoints c ON c.name = $1 \
-          WHERE (e.transaction_id, e.global_position) > (COALESCE(c.transaction_id, '0'), COALESCE(c.global_position, 0))",
+        "WITH c AS (SELECT COALESCE((SELECT transaction_id FROM checkpoints WHERE name = $1), '0') AS transaction_id, \
+                           COALESCE((SELECT global_position FROM checkpoints WHERE name = $1), 0) AS global_position), \
+              behind AS (SELECT e.recorded_at FROM events e, c \
+                          WHERE (e.transaction_id, e.global_position) > (c.transaction_id, c.global_position) \
+                          ORDER BY e.transaction_id, e.global_position LIMIT $2) \
+         SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(recorded_at))::float8, 0) FROM behind",
     )
-    .bind(CHECKPOINT)
+    .bind(checkpoint)
+    .bind(LAG_COUNT_LIMIT)
     .fetch_one(pool)
     .await
 }

@@ -50,6 +50,15 @@ fn check_messages(messages: &[StreamMessage]) -> Vec<String> {
         let id = format!("{room}:{sequence}");
         assert_eq!(message.subject.as_str(), format!("rooms.{room}.{kind}"));
         assert_eq!(message.headers.get("Nats-Msg-Id").unwrap().as_str(), id);
+        // Each message was published to follow the one before it, so none follows a hole.
+        assert_eq!(
+            message
+                .headers
+                .get("Nats-Expected-Last-Sequence")
+                .map(|v| v.as_str().to_owned()),
+            Some((message.sequence - 1).to_string()),
+            "{id}"
+        );
         assert_eq!(envelope["id"], id);
         assert_eq!(envelope["specversion"], "1.0");
         assert_eq!(envelope["datacontenttype"], "application/json");
@@ -184,10 +193,12 @@ async fn a_relay_killed_before_its_checkpoint_publishes_nothing_twice() {
     nats.wait_for(10).await;
     // Killed after publishing, before writing its checkpoint: the checkpoint is back at 0.
     app.relay.take().unwrap().abort();
-    sqlx::query("UPDATE checkpoints SET transaction_id = '0', global_position = 0")
-        .execute(&app.db)
-        .await
-        .unwrap();
+    sqlx::query(
+        "UPDATE checkpoints SET transaction_id = '0', global_position = 0, stream_sequence = 0",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await; // past the duplicate window
 
     let restarted = TestApp::spawn_with(Options {

@@ -26,7 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text format 0.0.4.", content_type = "text/plain", body = String)))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    if let Ok((events, seconds)) = relay::lag(&state.pool).await {
+    if let Ok((events, seconds)) = relay::lag(&state.pool, &state.relay.checkpoint()).await {
         metrics::gauge!("relay_lag_events").set(events as f64);
         metrics::gauge!("relay_lag_seconds").set(seconds);
     }
@@ -57,14 +57,15 @@ async fn healthz() -> Json<Value> {
 /// Readiness
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
-        (status = 200, description = "PostgreSQL reachable and migrated; the relay's state and lag.", body = Object,
+        (status = 200, description = "PostgreSQL reachable and migrated; the relay's state (with a reason code when degraded) and lag.", body = Object,
             example = json!({"status": "ready", "database": {"status": "ok"},
                 "relay": {"status": "publishing", "published": 42, "lag": {"events": 0, "seconds": 0.0}}})),
         (status = 503, description = "PostgreSQL unreachable or migrations pending.", body = Object),
     ))]
 /// 200 when PostgreSQL answers and every migration is applied; 503 otherwise. The relay's
-/// state and lag are reported; NATS being down does not make the service unready, since
-/// creates still succeed (the log is the outbox) and are delivered when NATS returns.
+/// state, a reason code when it is degraded, and its lag are reported; NATS being down does
+/// not make the service unready, since creates still succeed (the log is the outbox) and are
+/// delivered when NATS returns. Errors themselves go to the log, never to this public answer.
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let latest = db::MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
     let applied: Result<Option<i64>, _> =
@@ -80,7 +81,7 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
         }
     };
     let mut relay = serde_json::to_value(state.relay.get()).expect("relay state serializes");
-    if let Ok((events, seconds)) = relay::lag(&state.pool).await {
+    if let Ok((events, seconds)) = relay::lag(&state.pool, &state.relay.checkpoint()).await {
         relay["lag"] = json!({"events": events, "seconds": seconds});
     }
     let ready = database["status"] == "ok";

@@ -367,17 +367,29 @@ impl NatsServer {
         }
     }
 
+    pub async fn jetstream(&self) -> async_nats::jetstream::Context {
+        async_nats::jetstream::new(async_nats::connect(&self.url).await.unwrap())
+    }
+
     /// Every message in the ROOMS stream, in stream order.
     pub async fn messages(&self) -> Vec<async_nats::jetstream::message::StreamMessage> {
-        let client = async_nats::connect(&self.url).await.unwrap();
-        let js = async_nats::jetstream::new(client);
-        let Ok(mut stream) = js.get_stream("ROOMS").await else {
+        self.messages_in("ROOMS").await
+    }
+
+    /// Every message still in `stream` (purged and deleted ones are gone), in stream order.
+    pub async fn messages_in(
+        &self,
+        stream: &str,
+    ) -> Vec<async_nats::jetstream::message::StreamMessage> {
+        let Ok(mut stream) = self.jetstream().await.get_stream(stream).await else {
             return Vec::new();
         };
-        let last = stream.info().await.unwrap().state.last_sequence;
+        let state = stream.info().await.unwrap().state.clone();
         let mut messages = Vec::new();
-        for sequence in 1..=last {
-            messages.push(stream.get_raw_message(sequence).await.unwrap());
+        for sequence in state.first_sequence..=state.last_sequence {
+            if let Ok(message) = stream.get_raw_message(sequence).await {
+                messages.push(message);
+            }
         }
         messages
     }
@@ -403,4 +415,13 @@ impl Drop for NatsServer {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.store);
     }
+}
+
+/// A local port that nothing listens on (it was free a moment ago).
+pub fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
