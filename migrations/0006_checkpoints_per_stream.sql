@@ -3,12 +3,13 @@
 --   stream_sequence: the stream's last sequence when the checkpoint was written; every message
 --     up to it holds an event at or before the checkpoint. On takeover the relay walks the
 --     messages after it and moves the checkpoint only across an unbroken run of the log.
---   cluster_id: pg_control_system().system_identifier of the cluster that wrote it. A dump
---     restored into another cluster restarts transaction ids, so the checkpoint means nothing
---     there: the relay stops publishing and says so rather than skip or reorder events.
+--   cluster_id: pg_control_system().system_identifier of the cluster that wrote it, to tell in
+--     the logs when the database moved (pg_upgrade, a restore). What decides whether the relay
+--     can go on is whether the log's transaction ids are all in this cluster's past.
 ALTER TABLE checkpoints
     ADD COLUMN stream_sequence bigint,
     ADD COLUMN cluster_id      bigint;
 
--- The one checkpoint so far was the relay's, for the default stream.
-UPDATE checkpoints SET name = 'nats:ROOMS' WHERE name = 'nats';
+-- The checkpoint named `nats` (from before) is left as it is: a relay adopts it for the stream
+-- it publishes to, which only it knows (NATS_STREAM), and a relay of the previous version that
+-- still runs during a rolling deploy keeps writing it.

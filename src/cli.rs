@@ -99,7 +99,7 @@ struct NatsArgs {
     #[arg(long, env = "NATS_URL", value_parser = relay::parse_nats_url)]
     nats_url: String,
     /// JetStream stream for room events.
-    #[arg(long, env = "NATS_STREAM", default_value = relay::STREAM)]
+    #[arg(long, env = "NATS_STREAM", default_value = relay::STREAM, value_parser = relay::parse_stream_name)]
     nats_stream: String,
     /// JetStream duplicate window: re-publishes within it are dropped.
     #[arg(long, env = "NATS_DUPLICATE_WINDOW", default_value = "2m", value_parser = parse_duration)]

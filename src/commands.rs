@@ -1,20 +1,24 @@
-//! Executing room commands: fresh ids, code draws with retry, and no cancellation.
+//! Executing room commands: fresh ids and code draws for new rooms, load-decide-append with
+//! conflict retries for existing ones, and no cancellation.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use aggregates::{CreateRoom, Host, Room, RoomCommand, RoomError};
-use chrono::{DurationRound, TimeDelta, Utc};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::EventStoreAggregateContext;
 use cqrs_es::{Aggregate, AggregateError, EventStore};
 
 use crate::codes::CodeGenerator;
 use crate::event_store::{CodeTaken, RoomStore};
+use crate::idempotency::{self, Idempotency, KeyUsed};
 
 /// Draws per create before giving up, as the API specification says.
 pub const MAX_CODE_ATTEMPTS: u32 = 10;
 pub const CODES_EXHAUSTED: &str = "failed to generate unique room code after 10 attempts";
+/// Tries of a command on an existing room when another command appended first.
+pub const MAX_CONFLICT_ATTEMPTS: u32 = 5;
 
 /// What the client sent; `None` means the field was absent (the default applies).
 #[derive(Debug, Clone, Default)]
@@ -32,6 +36,8 @@ pub enum CommandError {
     CodesExhausted,
     #[error("another command changed the room concurrently")]
     Conflict,
+    #[error("the idempotency key was used by an earlier request")]
+    KeyUsed,
     #[error("the database is unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the command failed")]
@@ -56,23 +62,91 @@ impl RoomCommands {
     ///
     /// The work runs in its own task, so a client that disconnects (axum then drops this
     /// future) or a timeout can never leave it half done: it completes or fails on its own.
+    /// With `idempotency`, the key is recorded in the command's transaction: a key used
+    /// before fails the command with [`CommandError::KeyUsed`], and nothing is created.
     pub async fn create_room(
         &self,
         room: NewRoom,
         host: Host,
         request_id: String,
+        idempotency: Option<Idempotency>,
     ) -> Result<String, CommandError> {
         let commands = self.clone();
         let outcome = tokio::spawn(async move {
-            commands
-                .create_room_to_completion(room, host, request_id)
-                .await
+            let create = commands.create_room_to_completion(room, host, request_id);
+            match idempotency {
+                Some(key) => idempotency::CURRENT.scope(key, create).await,
+                None => create.await,
+            }
         })
         .await
         .map_err(|join| CommandError::Failed(Box::new(join)))
         .flatten();
         record("CreateRoom", outcome.as_ref().err());
         outcome
+    }
+
+    /// Runs `command` on the existing room `room_id`: load, decide, append with the expected
+    /// sequence, the inline projections in the same transaction. When another command appended
+    /// first, it is decided again against the new state, after a jittered pause, up to
+    /// [`MAX_CONFLICT_ATTEMPTS`] times. Like creates, it runs in a task of its own, so it
+    /// completes even if the client leaves.
+    pub async fn execute(
+        &self,
+        room_id: &str,
+        command: RoomCommand,
+        request_id: String,
+    ) -> Result<(), CommandError> {
+        let name = command.name();
+        let commands = self.clone();
+        let room_id = room_id.to_owned();
+        let outcome = tokio::spawn(async move {
+            commands
+                .execute_to_completion(&room_id, command, request_id)
+                .await
+        })
+        .await
+        .map_err(|join| CommandError::Failed(Box::new(join)))
+        .flatten();
+        record(name, outcome.as_ref().err());
+        outcome
+    }
+
+    async fn execute_to_completion(
+        &self,
+        room_id: &str,
+        command: RoomCommand,
+        request_id: String,
+    ) -> Result<(), CommandError> {
+        let metadata = HashMap::from([
+            ("requestId".to_owned(), request_id),
+            ("userId".to_owned(), command.user_id().to_owned()),
+        ]);
+        for attempt in 1..=MAX_CONFLICT_ATTEMPTS {
+            let mut context = self.store.load_aggregate(room_id).await?;
+            let sink = EventSink::default();
+            context
+                .aggregate
+                .handle(command.clone(), &(), &sink)
+                .await
+                .map_err(CommandError::Rejected)?;
+            let events = sink.collect().await;
+            if events.is_empty() {
+                return Ok(());
+            }
+            match self.store.commit(events, context, metadata.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(AggregateError::AggregateConflict) if attempt < MAX_CONFLICT_ATTEMPTS => {
+                    metrics::counter!("aggregate_conflicts_total", "aggregate" => "Room")
+                        .increment(1);
+                    // Spread the retries of commands that collided, so they do not collide again.
+                    let pause = rand::random_range(1..=5 * u64::from(attempt));
+                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(CommandError::Conflict)
     }
 
     async fn create_room_to_completion(
@@ -86,11 +160,7 @@ impl RoomCommands {
             ("requestId".to_owned(), request_id),
             ("userId".to_owned(), host.id.clone()),
         ]);
-        // Milliseconds: the precision of the API's timestamps, so views rebuilt from the log
-        // are identical to the ones written at creation.
-        let at = Utc::now()
-            .duration_trunc(TimeDelta::milliseconds(1))
-            .expect("now fits");
+        let at = now();
         let mut command = CreateRoom {
             room_id: room_id.clone(),
             settings_id: uuid::Uuid::now_v7().to_string(),
@@ -114,6 +184,9 @@ impl RoomCommands {
                 .await;
             match result {
                 Ok(()) => return Ok(room_id),
+                Err(AggregateError::UnexpectedError(error)) if error.is::<KeyUsed>() => {
+                    return Err(CommandError::KeyUsed)
+                }
                 Err(AggregateError::UnexpectedError(error)) if error.is::<CodeTaken>() => {
                     metrics::counter!("room_code_collisions_total").increment(1);
                     tracing::info!(attempt, code = %command.code, "room code taken, drawing another");
@@ -152,6 +225,14 @@ impl RoomCommands {
     }
 }
 
+/// The time of a command, in milliseconds: the precision of the API's timestamps, so views
+/// rebuilt from the log are identical to the ones written by the command.
+pub fn now() -> DateTime<Utc> {
+    Utc::now()
+        .duration_trunc(TimeDelta::milliseconds(1))
+        .expect("now fits")
+}
+
 /// Counts a command's outcome: `commands_total{command,outcome}`, and the reason of each
 /// rejection and conflict.
 fn record(command: &'static str, error: Option<&CommandError>) {
@@ -161,8 +242,12 @@ fn record(command: &'static str, error: Option<&CommandError>) {
         Some(CommandError::Rejected(RoomError::AlreadyExists(_))) => {
             ("rejected", Some("already_exists"))
         }
+        Some(CommandError::Rejected(RoomError::NotFound)) => ("rejected", Some("not_found")),
+        Some(CommandError::Rejected(RoomError::NotHost)) => ("rejected", Some("not_host")),
+        Some(CommandError::Rejected(RoomError::Ended)) => ("rejected", Some("ended")),
         Some(CommandError::CodesExhausted) => ("rejected", Some("codes_exhausted")),
         Some(CommandError::Conflict) => ("conflict", None),
+        Some(CommandError::KeyUsed) => ("rejected", Some("idempotency_key_used")),
         Some(CommandError::Unavailable(_)) => ("unavailable", None),
         Some(CommandError::Failed(_)) => ("failed", None),
     };

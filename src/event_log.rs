@@ -73,3 +73,39 @@ pub async fn read_after<'e>(
     .fetch_all(db)
     .await
 }
+
+/// The payload an event carries, without its type tag: stored payloads are externally tagged
+/// (`{"RoomCreated": {...}}`). What subscribers receive as `data`.
+pub fn data<'a>(event_type: &str, payload: &'a Value) -> &'a Value {
+    payload.get(event_type).unwrap_or(payload)
+}
+
+/// An event of one aggregate's history.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct HistoryEvent {
+    pub sequence: i64,
+    pub event_type: String,
+    pub payload: Value,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// Up to `limit` events of one aggregate after `after`, in sequence order.
+pub async fn history<'e>(
+    db: impl PgExecutor<'e>,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<HistoryEvent>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT sequence, event_type, payload, recorded_at FROM events \
+          WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 \
+          ORDER BY sequence LIMIT $4",
+    )
+    .bind(aggregate_type)
+    .bind(aggregate_id)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}

@@ -16,6 +16,7 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 
 use crate::db::{self, Tx};
+use crate::idempotency::{self, KeyUsed};
 use crate::read_models::{self, StoredEvent};
 
 pub type RoomStore = PersistedEventStore<EventRepository, Room>;
@@ -57,6 +58,11 @@ impl EventRepository {
             })
             .collect::<Vec<_>>();
         read_models::apply_all(tx.conn(), &stored).await?;
+        if let (Ok(key), Some(first)) =
+            (idempotency::CURRENT.try_with(Clone::clone), events.first())
+        {
+            idempotency::record(tx.conn(), &key, &first.aggregate_id).await?;
+        }
         tx.commit().await
     }
 }
@@ -102,6 +108,7 @@ fn persistence_error(error: sqlx::Error) -> PersistenceError {
     match db::violated_unique_constraint(&error) {
         Some("events_pkey") => PersistenceError::OptimisticLockError,
         Some(read_models::rooms::CODE_KEY) => PersistenceError::UnknownError(Box::new(CodeTaken)),
+        Some(idempotency::KEY_CONSTRAINT) => PersistenceError::UnknownError(Box::new(KeyUsed)),
         _ if db::is_unavailable(&error) => PersistenceError::ConnectionError(Box::new(error)),
         _ => PersistenceError::UnknownError(Box::new(error)),
     }

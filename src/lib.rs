@@ -12,6 +12,7 @@ pub mod db;
 pub mod event_log;
 pub mod event_store;
 pub mod http;
+pub mod idempotency;
 pub mod read_models;
 pub mod relay;
 pub mod replay;

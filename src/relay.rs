@@ -43,6 +43,9 @@ pub const NOTIFY_CHANNEL: &str = "events_committed";
 /// Messages walked at most on takeover; beyond, the relay publishes from where the walk ended
 /// (JetStream's duplicate window drops what is already there).
 const MAX_RECONCILE_WALK: u64 = 10_000;
+/// First wait before looking again for events held back by an older transaction; it doubles up
+/// to the poll interval while that transaction runs.
+const HELD_BACK_FIRST_WAIT: Duration = Duration::from_millis(20);
 /// The backlog is counted up to this many events, so that /readyz stays cheap.
 pub const LAG_COUNT_LIMIT: i64 = 10_000;
 
@@ -91,6 +94,18 @@ pub fn parse_nats_url(text: &str) -> Result<String, String> {
         server
             .parse::<async_nats::ServerAddr>()
             .map_err(|e| format!("`{server}` is not a NATS URL: {e}"))?;
+    }
+    Ok(text.to_owned())
+}
+
+/// Checks a `NATS_STREAM`: a JetStream stream name has no spaces, dots, `*`, `>` or path
+/// separators.
+pub fn parse_stream_name(text: &str) -> Result<String, String> {
+    let bad = |c: char| c.is_whitespace() || matches!(c, '.' | '*' | '>' | '/' | '\\');
+    if text.is_empty() || text.len() > 255 || text.contains(bad) {
+        return Err(format!(
+            "`{text}` is not a JetStream stream name (1 to 255 characters, no spaces, `.`, `*`, `>`, `/` or `\\`)"
+        ));
     }
     Ok(text.to_owned())
 }
@@ -298,6 +313,7 @@ async fn publish(
         s.status = "publishing";
         s.reason = None;
     });
+    let mut held_back = HELD_BACK_FIRST_WAIT;
     while !stopping(shutdown) {
         // While there is work, keep publishing: committers need not wake us. A partial batch
         // means we are caught up: let the next events gather for a moment rather than spin.
@@ -307,9 +323,19 @@ async fn publish(
             continue;
         }
         if published > 0 {
+            held_back = HELD_BACK_FIRST_WAIT;
             sleep_or_shutdown(config.linger, shutdown).await;
             continue;
         }
+        // Committed events that are not settled yet (a transaction that began before them is
+        // still running, anywhere in the cluster) will not be announced again: look again on
+        // our own, less often the longer that transaction runs.
+        if unsettled_events(session, &cursor.position).await? {
+            sleep_or_shutdown(held_back, shutdown).await;
+            held_back = (held_back * 2).min(config.poll_interval);
+            continue;
+        }
+        held_back = HELD_BACK_FIRST_WAIT;
         // Idle: ask committers to NOTIFY, then look once more, since a transaction that read
         // the flag before it was set commits without notifying.
         set_armed(session, true).await?;
@@ -317,17 +343,9 @@ async fn publish(
         let published = publish_batch(session, js, &mut stream, config, &mut cursor).await?;
         status.update(|s| s.published += published as u64);
         if published == 0 {
-            // Committed events that are not settled yet (a transaction that began before them
-            // is still running, anywhere in the cluster) will not be announced again: look
-            // again soon rather than at the next poll.
-            let wait = if unsettled_events(session, &cursor.position).await? {
-                config.linger.max(Duration::from_millis(20))
-            } else {
-                config.poll_interval
-            };
             tokio::select! {
                 notification = listener.recv() => { notification?; }
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(config.poll_interval) => {}
                 _ = shutdown.changed() => {}
             }
         }
@@ -459,39 +477,52 @@ async fn reconcile(
     stream: &mut jetstream::stream::Stream,
     checkpoint: &str,
 ) -> Result<Cursor, Fault> {
+    // A new checkpoint starts where the relay of the previous version was (`nats`), if any;
+    // that one is moved, not copied, so a stream configured later starts from the beginning.
     sqlx::query(
-        "INSERT INTO checkpoints (name, cluster_id) \
-         VALUES ($1, (SELECT system_identifier FROM pg_control_system())) \
+        "WITH legacy AS (DELETE FROM checkpoints WHERE name = 'nats' \
+                          RETURNING transaction_id, global_position) \
+         INSERT INTO checkpoints (name, transaction_id, global_position, cluster_id) \
+         SELECT $1, COALESCE(legacy.transaction_id, '0'), COALESCE(legacy.global_position, 0), \
+                (SELECT system_identifier FROM pg_control_system()) \
+           FROM (SELECT 1) AS one LEFT JOIN legacy ON true \
          ON CONFLICT (name) DO NOTHING",
     )
     .bind(checkpoint)
     .execute(&mut *session)
     .await?;
+    // Commit order is read from transaction ids. Every id in the log, and the checkpoint's,
+    // must be in this cluster's past, or events committed from now on would sort before them
+    // and never be read (a dump restored into a younger cluster). pg_upgrade and physical
+    // copies keep the ids, and may change the cluster's identity: that alone is no fault.
     let stored: StoredCheckpoint = sqlx::query_as(
         "SELECT transaction_id::text AS transaction_id, global_position, stream_sequence, cluster_id, \
                 (SELECT system_identifier FROM pg_control_system()) AS this_cluster, \
-                transaction_id > pg_snapshot_xmax(pg_current_snapshot()) AS ahead_of_cluster \
+                GREATEST(transaction_id, (SELECT max(e.transaction_id) FROM events e)) \
+                  >= pg_snapshot_xmax(pg_current_snapshot()) AS ahead_of_cluster \
            FROM checkpoints WHERE name = $1",
     )
     .bind(checkpoint)
     .fetch_one(&mut *session)
     .await?;
-    if let Some(other) = stored.cluster_id.filter(|id| *id != stored.this_cluster) {
-        return Err(Fault::ClusterChanged(format!(
-            "checkpoint {checkpoint} was written by PostgreSQL cluster {other}, this is cluster {}: \
-             after a logical restore the log's transaction ids do not order new events after old \
-             ones; publishing stopped (see docs/operations.md)",
-            stored.this_cluster
-        )));
-    }
     if stored.ahead_of_cluster {
         return Err(Fault::ClusterChanged(format!(
-            "checkpoint {checkpoint} is at transaction {}, ahead of this cluster's transaction ids: \
-             the database was restored from a dump; publishing stopped (see docs/operations.md)",
-            stored.transaction_id
+            "the event log or checkpoint {checkpoint} holds transaction ids ahead of this \
+             PostgreSQL cluster's (checkpoint written by cluster {:?}, this is {}): the database \
+             was restored from a logical dump, and events committed now would sort before the \
+             restored ones; publishing stopped (see docs/operations.md)",
+            stored.cluster_id, stored.this_cluster
         )));
     }
-    if stored.cluster_id.is_none() {
+    if stored.cluster_id != Some(stored.this_cluster) {
+        if let Some(other) = stored.cluster_id {
+            tracing::warn!(
+                other,
+                this = stored.this_cluster,
+                "the checkpoint was written by another PostgreSQL cluster (pg_upgrade, or a \
+                 restore); its transaction ids are consistent with this one, so publishing goes on"
+            );
+        }
         sqlx::query("UPDATE checkpoints SET cluster_id = $2 WHERE name = $1")
             .bind(checkpoint)
             .bind(stored.this_cluster)
@@ -515,7 +546,12 @@ async fn reconcile(
         chain: Some(last),
     };
     let Some(known) = stored.stream_sequence.map(|s| s as u64) else {
-        // A checkpoint from before stream sequences were kept: publish from it.
+        // A new checkpoint, or one from before stream sequences were kept: publish from it.
+        // Messages already in the stream are acknowledged as duplicates without being stored,
+        // so the stream's sequence cannot be predicted until a batch has gone through.
+        if last > 0 {
+            cursor.chain = None;
+        }
         save_checkpoint(session, &cursor).await?;
         return Ok(cursor);
     };
@@ -536,17 +572,27 @@ async fn reconcile(
         event_log::read_after(&mut *session, &cursor.position, walk as i64, Settled::Any).await?;
     let mut matched = 0;
     for (sequence, event) in (known + 1..=known + walk).zip(&following) {
-        let stored_position = match stream.get_raw_message(sequence).await {
+        // The event's id and its place in the log, as published.
+        let stored = match stream.get_raw_message(sequence).await {
             Ok(message) => serde_json::from_slice::<Value>(&message.payload)
                 .ok()
-                .and_then(|envelope| envelope["globalposition"].as_i64()),
+                .and_then(|envelope| {
+                    Some((
+                        envelope["id"].as_str()?.to_owned(),
+                        envelope["globalposition"].as_i64()?,
+                    ))
+                }),
             Err(_) => None, // deleted, or purged
         };
-        if stored_position != Some(event.position.global_position) {
+        let expected = (
+            format!("{}:{}", event.aggregate_id, event.sequence),
+            event.position.global_position,
+        );
+        if stored.as_ref() != Some(&expected) {
             tracing::warn!(
                 stream_sequence = sequence,
-                expected = event.position.global_position,
-                found = ?stored_position,
+                ?expected,
+                found = ?stored,
                 "the stream breaks off from the log here; publishing again from the last event that follows"
             );
             break;
@@ -655,12 +701,7 @@ async fn publish_batch(
 
 /// The CloudEvents 1.0 envelope of an event (see docs/events.md).
 fn envelope(event: &LoggedEvent, id: &str) -> Value {
-    // Stored payloads are tagged with their type (`{"RoomCreated": {...}}`); `data` is the
-    // payload itself.
-    let data = event
-        .payload
-        .get(&event.event_type)
-        .unwrap_or(&event.payload);
+    let data = event_log::data(&event.event_type, &event.payload);
     serde_json::json!({
         "specversion": "1.0",
         "id": id,

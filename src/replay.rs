@@ -28,6 +28,15 @@ use crate::read_models::{self, Projection, StoredEvent};
 
 /// First key of the rebuild advisory locks (the second is the table's hash): "NMRB".
 const REBUILD_LOCK: i32 = 0x4e4d_5242;
+/// Most events a swap applies while it holds the table (about 10 ms of work); with more
+/// waiting behind an older transaction, it waits for that transaction instead.
+const SWAP_BACKLOG: i64 = 1000;
+/// Longest table name a rebuild takes: its copy is `<table>_rebuild`, within PostgreSQL's 63.
+const MAX_TABLE_NAME: usize = 55;
+const BLOCKER_COLUMNS: &str = "a.pid, coalesce(a.application_name, '') AS application_name, \
+    coalesce(a.state, '') AS state, \
+    coalesce(EXTRACT(EPOCH FROM now() - a.xact_start)::float8, 0) AS transaction_age, \
+    left(coalesce(a.query, ''), 200) AS query";
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -132,7 +141,7 @@ impl Summary {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Progress {
     pub position: Position,
     pub events: u64,
@@ -248,7 +257,8 @@ impl Rebuild {
                     to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
                FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
               WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 \
-                AND l.classid = $1::oid AND l.objid = hashtext($2)::oid",
+                AND l.classid = $1::oid AND l.objid = hashtext($2)::oid \
+                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
         )
         .bind(i64::from(REBUILD_LOCK))
         .bind(table)
@@ -268,6 +278,12 @@ impl Rebuild {
     /// What the copy could not carry over, or the swap could not drop, is refused up front.
     async fn refuse_unsupported(&mut self) -> Result<(), ReplayError> {
         let table = self.projection.table();
+        if table.len() > MAX_TABLE_NAME {
+            return Err(ReplayError::Unsupported {
+                table: table.into(),
+                what: format!("a name longer than {MAX_TABLE_NAME} bytes"),
+            });
+        }
         let found: Vec<String> = sqlx::query_scalar(
             "SELECT what FROM (VALUES \
                ('triggers', EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = $1::regclass AND NOT tgisinternal)), \
@@ -278,7 +294,12 @@ impl Rebuild {
                ('inheritance or partitions', EXISTS (SELECT 1 FROM pg_inherits WHERE inhrelid = $1::regclass OR inhparent = $1::regclass)), \
                ('foreign keys from other tables', EXISTS (SELECT 1 FROM pg_constraint WHERE confrelid = $1::regclass AND conrelid <> $1::regclass)), \
                ('views that depend on it', EXISTS (SELECT 1 FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid \
-                                                   WHERE d.refobjid = $1::regclass AND r.ev_class <> $1::regclass)) \
+                                                   WHERE d.refobjid = $1::regclass AND r.ev_class <> $1::regclass)), \
+               ('functions that depend on it', EXISTS (SELECT 1 FROM pg_depend d WHERE d.refobjid = $1::regclass \
+                                                       AND d.classid = 'pg_proc'::regclass)), \
+               ('sequences it owns (serial columns)', EXISTS (SELECT 1 FROM pg_depend d JOIN pg_class c ON c.oid = d.objid \
+                                                              WHERE d.refobjid = $1::regclass AND d.classid = 'pg_class'::regclass \
+                                                                AND c.relkind = 'S')) \
              ) AS t(what, present) WHERE present",
         )
         .bind(table)
@@ -333,7 +354,7 @@ impl Rebuild {
         .fetch_all(&mut self.session)
         .await?;
         for (name, definition, comment) in constraints {
-            let temporary = format!("{}_c{}", self.fresh, renames.len());
+            let temporary = self.temporary_name(renames.len());
             ddl.push(format!(
                 "ALTER TABLE {fresh} ADD CONSTRAINT {} {definition}",
                 ident(&temporary)
@@ -363,7 +384,7 @@ impl Rebuild {
         .fetch_all(&mut self.session)
         .await?;
         for (name, definition, comment) in indexes {
-            let temporary = format!("{}_i{}", self.fresh, renames.len());
+            let temporary = self.temporary_name(renames.len());
             // "CREATE [UNIQUE] INDEX name ON table USING method (...) [INCLUDE ...] [WITH ...]
             // [WHERE ...]": keep everything from USING on.
             let unique = if definition.starts_with("CREATE UNIQUE") {
@@ -439,6 +460,20 @@ impl Rebuild {
         Ok(renames)
     }
 
+    /// A name for the copy's n-th constraint or index until the swap: short, and distinct from
+    /// any other table's.
+    fn temporary_name(&self, n: usize) -> String {
+        // FNV-1a: stable across runs and builds, unlike the standard library's hasher.
+        let hash = self
+            .projection
+            .table()
+            .bytes()
+            .fold(0x811c_9dc5_u32, |h, b| {
+                (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+            });
+        format!("nmrb_{hash:08x}_{n}")
+    }
+
     /// Applies settled events to the copy until it is within a batch of the log's end.
     async fn catch_up(
         &mut self,
@@ -466,7 +501,9 @@ impl Rebuild {
         }
     }
 
-    /// Swaps the copy in, retrying while the live table is held by others.
+    /// Swaps the copy in, retrying while the tables are held by others, or while more events
+    /// than [`SWAP_BACKLOG`] wait for older transactions to end (they would all be applied
+    /// under the lock).
     async fn swap(
         &mut self,
         renames: &[Rename],
@@ -475,48 +512,59 @@ impl Rebuild {
     ) -> Result<(), ReplayError> {
         let mut blocked_since: Option<Instant> = None;
         loop {
-            match self.try_swap(renames, progress).await {
-                Ok(()) => return Ok(()),
-                Err(error) if is_lock_timeout(&error) => {
-                    let _ = run_sql(&mut self.session, "ROLLBACK").await;
-                    let blockers = self.blockers().await?;
-                    report(Report::Waiting(&blockers));
-                    let since = *blocked_since.get_or_insert_with(Instant::now);
-                    if since.elapsed() >= self.options.give_up_after {
-                        return Err(ReplayError::GaveUp {
-                            table: self.projection.table().into(),
-                            waited: since.elapsed().as_secs_f64(),
-                            blockers: blockers
-                                .iter()
-                                .map(ToString::to_string)
-                                .collect::<Vec<_>>()
-                                .join("; "),
-                        });
+            let blockers = match self.held_back_by(progress).await? {
+                Some(holders) => holders,
+                None => match self.try_swap(renames, progress).await {
+                    Ok(swapped) => {
+                        *progress = swapped;
+                        return Ok(());
                     }
-                    let jitter = 0.5 + rand::random::<f64>();
-                    tokio::time::sleep(self.options.retry_interval.mul_f64(jitter)).await;
-                    self.catch_up(progress, report).await?;
-                }
-                Err(error) => {
-                    let _ = run_sql(&mut self.session, "ROLLBACK").await;
-                    return Err(error.into());
-                }
+                    Err(error) => {
+                        // Nothing of the attempt remains: the copy and the progress are as
+                        // they were before it.
+                        let _ = run_sql(&mut self.session, "ROLLBACK").await;
+                        if !is_lock_timeout(&error) {
+                            return Err(error.into());
+                        }
+                        self.blockers().await?
+                    }
+                },
+            };
+            report(Report::Waiting(&blockers));
+            let since = *blocked_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= self.options.give_up_after {
+                return Err(ReplayError::GaveUp {
+                    table: self.projection.table().into(),
+                    waited: since.elapsed().as_secs_f64(),
+                    blockers: blockers
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                });
             }
+            let jitter = 0.5 + rand::random::<f64>();
+            tokio::time::sleep(self.options.retry_interval.mul_f64(jitter)).await;
+            self.catch_up(progress, report).await?;
         }
     }
 
+    /// One attempt, in one transaction; returns the progress it made, which counts only once
+    /// the transaction has committed.
     async fn try_swap(
         &mut self,
         renames: &[Rename],
-        progress: &mut Progress,
-    ) -> Result<(), sqlx::Error> {
+        progress: &Progress,
+    ) -> Result<Progress, sqlx::Error> {
+        let mut progress = progress.clone();
         let table = ident(self.projection.table());
+        let fresh = ident(&self.fresh);
         let lock_timeout = self.options.lock_timeout.as_millis().max(1);
         run_sql(
             &mut self.session,
             &format!(
                 "BEGIN; SET LOCAL lock_timeout = {lock_timeout}; \
-             LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"
+                 LOCK TABLE {fresh}, {table} IN ACCESS EXCLUSIVE MODE"
             ),
         )
         .await?;
@@ -536,31 +584,56 @@ impl Rebuild {
             self.apply(&batch).await?;
             progress.advance(&batch);
         }
-        let mut ddl = format!(
-            "DROP TABLE {table}; ALTER TABLE {} RENAME TO {table};",
-            ident(&self.fresh)
-        );
+        let mut ddl = format!("DROP TABLE {table}; ALTER TABLE {fresh} RENAME TO {table};");
         for rename in renames {
             ddl.push_str(&rename.sql(&table));
         }
         ddl.push_str("COMMIT");
         run_sql(&mut self.session, &ddl).await?;
-        Ok(())
+        Ok(progress)
     }
 
-    /// The sessions holding any lock on the live table, oldest transaction first.
-    async fn blockers(&mut self) -> Result<Vec<Blocker>, sqlx::Error> {
-        sqlx::query_as(
-            "SELECT a.pid, coalesce(a.application_name, '') AS application_name, \
-                    coalesce(a.state, '') AS state, \
-                    coalesce(EXTRACT(EPOCH FROM now() - a.xact_start)::float8, 0) AS transaction_age, \
-                    left(coalesce(a.query, ''), 200) AS query \
-               FROM pg_stat_activity a \
-              WHERE a.pid IN (SELECT l.pid FROM pg_locks l WHERE l.relation = $1::regclass AND l.granted) \
-                AND a.pid <> pg_backend_pid() \
-              ORDER BY a.xact_start",
+    /// The oldest transactions (of any database) that hold back more than [`SWAP_BACKLOG`]
+    /// committed events, or `None` when the rest of the log is short enough to apply under the
+    /// swap's lock.
+    async fn held_back_by(
+        &mut self,
+        progress: &Progress,
+    ) -> Result<Option<Vec<Blocker>>, sqlx::Error> {
+        let pending: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT 1 FROM events \
+              WHERE (transaction_id, global_position) > ($1::text::xid8, $2) LIMIT $3) AS t",
         )
+        .bind(&progress.position.transaction_id)
+        .bind(progress.position.global_position)
+        .bind(SWAP_BACKLOG + 1)
+        .fetch_one(&mut self.session)
+        .await?;
+        if pending <= SWAP_BACKLOG {
+            return Ok(None);
+        }
+        sqlx::query_as(&format!(
+            "SELECT {BLOCKER_COLUMNS} FROM pg_stat_activity a \
+              WHERE a.backend_xid IS NOT NULL AND a.pid <> pg_backend_pid() \
+              ORDER BY a.xact_start LIMIT 5"
+        ))
+        .fetch_all(&mut self.session)
+        .await
+        .map(Some)
+    }
+
+    /// The sessions holding a lock on the live table or the copy, oldest transaction first.
+    async fn blockers(&mut self) -> Result<Vec<Blocker>, sqlx::Error> {
+        sqlx::query_as(&format!(
+            "SELECT {BLOCKER_COLUMNS} FROM pg_stat_activity a \
+              WHERE a.pid IN (SELECT l.pid FROM pg_locks l \
+                               WHERE l.relation IN ($1::regclass, $2::regclass) AND l.granted \
+                                 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())) \
+                AND a.pid <> pg_backend_pid() \
+              ORDER BY a.xact_start"
+        ))
         .bind(self.projection.table())
+        .bind(&self.fresh)
         .fetch_all(&mut self.session)
         .await
     }

@@ -9,12 +9,25 @@ use serde_json::Value;
 /// is generated from `routes!(...)` registrations. None may exist.
 #[test]
 fn every_route_is_registered_through_the_openapi_router() {
-    let http = concat!(env!("CARGO_MANIFEST_DIR"), "/src/http");
+    let mut folders = vec![std::path::PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/http"
+    ))];
     let mut offenders = Vec::new();
-    for entry in std::fs::read_dir(http).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "rs") {
-            let source = std::fs::read_to_string(&path).unwrap();
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            // utoipa-axum's router is the documented way; only axum's own is an offender.
+            let source = std::fs::read_to_string(&path)
+                .unwrap()
+                .replace("OpenApiRouter::new().routes(", "");
             for needle in [
                 ".route(",
                 ".route_service(",
@@ -55,18 +68,21 @@ async fn the_document_is_openapi_3_1_and_every_operation_answers() {
                 "{method} {path}"
             );
             let url = app.url(&path.replace("{id}", "x").replace("{code}", "abc-def-ghi"));
-            let request = match method.as_str() {
-                "get" => app.client.get(url),
-                "post" => app.client.post(url),
-                other => panic!("unexpected method {other} on {path}"),
-            };
+            let method_name = method.to_uppercase();
+            let request = app.client.request(
+                reqwest::Method::from_bytes(method_name.as_bytes()).unwrap(),
+                url,
+            );
             let status = request.send().await.unwrap().status();
             // 404 is right for the made-up ids; it must be the route's own problem, not "no route".
             assert_ne!(status, 405, "{method} {path}");
             if status == 404 {
                 let problem: Value = app
                     .client
-                    .get(app.url(&path.replace("{id}", "x").replace("{code}", "abc-def-ghi")))
+                    .request(
+                        reqwest::Method::from_bytes(method_name.as_bytes()).unwrap(),
+                        app.url(&path.replace("{id}", "x").replace("{code}", "abc-def-ghi")),
+                    )
                     .bearer_auth(app.token("u"))
                     .send()
                     .await
@@ -81,7 +97,7 @@ async fn the_document_is_openapi_3_1_and_every_operation_answers() {
             }
         }
     }
-    assert!(operations >= 7, "only {operations} operations documented");
+    assert!(operations >= 11, "only {operations} operations documented");
     let create = &paths["/rooms"]["post"];
     for status in ["201", "400", "401", "413", "503"] {
         assert!(

@@ -287,9 +287,33 @@ fn keys(value: &Value) -> HashSet<String> {
 async fn what_subscribers_receive_is_what_asyncapi_yaml_documents() {
     let nats = NatsServer::start().await;
     let app = Arc::new(TestApp::spawn_with(with_relay(&nats)).await);
-    create_rooms(&app, 1).await;
-    let messages = nats.wait_for(2).await;
-    assert_eq!(messages.len(), 2);
+    let id = create_rooms(&app, 1).await.remove(0);
+    // Every event type: settings changed, locked, unlocked, ended.
+    let settings = format!("/rooms/{id}/settings");
+    for body in [
+        json!({"allowChat": false, "isLocked": true}),
+        json!({"isLocked": false}),
+    ] {
+        let response = app
+            .call(reqwest::Method::PATCH, &settings, "user-1", Some(body))
+            .await;
+        assert_eq!(response.status(), 200);
+    }
+    let ended = app
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/rooms/{id}"),
+            "user-1",
+            None,
+        )
+        .await;
+    assert_eq!(ended.status(), 200);
+    let messages = nats.wait_for(6).await;
+    let types: HashSet<String> = messages
+        .iter()
+        .map(|m| m.subject.split('.').nth(2).unwrap().to_owned())
+        .collect();
+    assert_eq!(types.len(), 6, "{types:?}");
     for message in messages {
         let envelope: Value = serde_json::from_slice(&message.payload).unwrap();
         assert_eq!(keys(&envelope), documented_fields("Envelope"));

@@ -295,9 +295,9 @@ async fn a_second_rebuild_says_who_runs_the_first_and_changes_nothing() {
             .await
         })
     };
-    let blockers = waiting
-        .recv()
+    let blockers = tokio::time::timeout(Duration::from_secs(30), waiting.recv())
         .await
+        .expect("the first rebuild reports its wait within 30 s")
         .expect("the first rebuild waits to swap");
     assert!(
         blockers.contains(&reader_pid),
@@ -306,7 +306,8 @@ async fn a_second_rebuild_says_who_runs_the_first_and_changes_nothing() {
 
     let first_pid: i32 = app
         .count(
-            "SELECT pid::int8 FROM pg_stat_activity WHERE application_name = 'neuronmeet-replay'",
+            "SELECT pid::int8 FROM pg_stat_activity \
+              WHERE application_name = 'neuronmeet-replay' AND datname = current_database()",
         )
         .await as i32;
     match replay::run(&app.db, "rooms", &options(5), |_| {}).await {
@@ -390,10 +391,21 @@ fn replay_process(app: &TestApp, args: &[&str]) -> std::process::Child {
         .unwrap()
 }
 
-fn kill(mut child: std::process::Child) {
-    // Child::kill sends SIGKILL.
+/// SIGKILL, then wait until the server has ended the killed process's session (and released
+/// its lock), as the next run would after any real crash.
+async fn kill(app: &TestApp, mut child: std::process::Child) {
     child.kill().unwrap();
     child.wait().unwrap();
+    let gone = common::eventually(|| async {
+        app.count(
+            "SELECT count(*) FROM pg_stat_activity \
+              WHERE application_name = 'neuronmeet-replay' AND datname = current_database()",
+        )
+        .await
+            == 0
+    })
+    .await;
+    assert!(gone, "the killed rebuild's session lingers");
 }
 
 async fn live_table_oid(app: &TestApp) -> i64 {
@@ -418,7 +430,7 @@ async fn a_rebuild_killed_while_loading_leaves_the_live_table_and_the_next_run_c
             .is_ok_and(|n| n > 10)
     })
     .await;
-    kill(child);
+    kill(&app, child).await;
     assert!(loading, "the rebuild never started loading");
     assert_eq!(
         (
@@ -464,7 +476,7 @@ async fn a_rebuild_killed_while_waiting_to_swap_leaves_the_live_table() {
             .any(|line| line.contains("waiting to swap"))
     });
     let waiting = tokio::time::timeout(Duration::from_secs(30), waiting).await;
-    kill(child);
+    kill(&app, child).await;
     assert!(matches!(waiting, Ok(Ok(true))), "{waiting:?}");
     sqlx::raw_sql("COMMIT").execute(&mut reader).await.unwrap();
     assert_eq!(
@@ -476,4 +488,84 @@ async fn a_rebuild_killed_while_waiting_to_swap_leaves_the_live_table() {
         before
     );
     assert_eq!(app.create_room(json!({})).await.status(), 201);
+}
+
+/// A session reading the copy while the rebuild swaps it in (an operator watching progress with
+/// `SELECT count(*) FROM rooms_rebuild`): the attempt waits for it and gives up within
+/// lock_timeout; nothing applied in a given-up attempt may be lost.
+#[tokio::test]
+async fn a_swap_held_up_by_a_reader_of_the_copy_loses_no_event() {
+    let app = Arc::new(TestApp::spawn().await);
+    create_rooms(&app, 150).await;
+    let writing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let writer = {
+        let (app, writing) = (Arc::clone(&app), Arc::clone(&writing));
+        tokio::spawn(async move {
+            while writing.load(std::sync::atomic::Ordering::SeqCst) {
+                assert_eq!(app.create_room(json!({})).await.status(), 201);
+            }
+        })
+    };
+    // Held until the rebuild reports that it waits (or 10 s pass).
+    let release = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let locker = {
+        let (app, release) = (Arc::clone(&app), Arc::clone(&release));
+        tokio::spawn(async move {
+            let mut reader = PgConnection::connect(&app.database_url).await.unwrap();
+            for _ in 0..2000 {
+                let held = sqlx::Executor::execute(
+                    &mut reader,
+                    "BEGIN; SELECT count(*) FROM rooms_rebuild",
+                )
+                .await;
+                if held.is_ok() {
+                    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+                        .fetch_one(&mut reader)
+                        .await
+                        .unwrap();
+                    for _ in 0..1000 {
+                        if release.load(std::sync::atomic::Ordering::SeqCst) {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    sqlx::Executor::execute(&mut reader, "COMMIT")
+                        .await
+                        .unwrap();
+                    return Some(pid);
+                }
+                let _ = sqlx::Executor::execute(&mut reader, "ROLLBACK").await;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            None
+        })
+    };
+    let mut blockers = Vec::new();
+    let summary = replay::run(&app.db, "rooms", &options(1), |report| {
+        if let Report::Waiting(waiting) = report {
+            blockers.extend(waiting.iter().map(|b| b.pid));
+            release.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    })
+    .await
+    .unwrap();
+    writing.store(false, std::sync::atomic::Ordering::SeqCst);
+    writer.await.unwrap();
+    let locker_pid = locker
+        .await
+        .unwrap()
+        .expect("the copy was locked during the rebuild");
+    assert!(
+        blockers.contains(&locker_pid),
+        "{blockers:?} names the reader of the copy {locker_pid}"
+    );
+
+    let without_view = app
+        .count(
+            "SELECT count(DISTINCT aggregate_id) FROM events e \
+              WHERE NOT EXISTS (SELECT 1 FROM rooms r WHERE r.id = e.aggregate_id)",
+        )
+        .await;
+    assert_eq!(without_view, 0, "rooms lost by the rebuild");
+    assert!(summary.rows >= 150);
 }

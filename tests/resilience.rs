@@ -255,14 +255,14 @@ async fn commands_abandoned_by_a_timeout_complete_on_their_own() {
     for _ in 0..3 {
         let started = std::time::Instant::now();
         commands
-            .create_room(NewRoom::default(), host.clone(), String::new())
+            .create_room(NewRoom::default(), host.clone(), String::new(), None)
             .await
             .unwrap();
         span = started.elapsed();
     }
     let mut abandoned = 0;
     for (done, delay) in (4..64).map(|step| (step, span * (step as u32 - 4) / 60)) {
-        let create = commands.create_room(NewRoom::default(), host.clone(), String::new());
+        let create = commands.create_room(NewRoom::default(), host.clone(), String::new(), None);
         if tokio::time::timeout(delay, create).await.is_err() {
             abandoned += 1;
         }

@@ -1,7 +1,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::RoomCode;
+use crate::{RoomCode, SettingsChanges};
 
 /// The acting user, as the authentication layer identified them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,6 +15,44 @@ pub struct Host {
 #[derive(Debug, Clone, PartialEq)]
 pub enum RoomCommand {
     CreateRoom(CreateRoom),
+    UpdateSettings(UpdateSettings),
+    EndRoom(EndRoom),
+}
+
+impl RoomCommand {
+    /// The command's name, as metrics and logs label it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::CreateRoom(_) => "CreateRoom",
+            Self::UpdateSettings(_) => "UpdateSettings",
+            Self::EndRoom(_) => "EndRoom",
+        }
+    }
+
+    /// The acting user's id.
+    pub fn user_id(&self) -> &str {
+        match self {
+            Self::CreateRoom(create) => &create.host.id,
+            Self::UpdateSettings(update) => &update.by,
+            Self::EndRoom(end) => &end.by,
+        }
+    }
+}
+
+/// Change some settings of a room, and lock or unlock it; `by` is the acting user's id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpdateSettings {
+    pub by: String,
+    pub at: DateTime<Utc>,
+    pub changes: SettingsChanges,
+    pub is_locked: Option<bool>,
+}
+
+/// End a room; `by` is the acting user's id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndRoom {
+    pub by: String,
+    pub at: DateTime<Utc>,
 }
 
 /// Create a room. The optional fields are what the client sent (`None`: not sent, so the

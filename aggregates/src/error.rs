@@ -22,6 +22,12 @@ pub enum RoomError {
     Invalid(Vec<FieldViolation>),
     #[error("room {0} already exists")]
     AlreadyExists(String),
+    #[error("no such room")]
+    NotFound,
+    #[error("only the room's host may do this")]
+    NotHost,
+    #[error("the room has ended")]
+    Ended,
 }
 
 fn describe(violations: &[FieldViolation]) -> String {

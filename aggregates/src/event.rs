@@ -2,7 +2,7 @@ use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
-use crate::{Host, RoomCode};
+use crate::{Host, RoomCode, RoomSettings, SettingsChanges};
 
 /// Semantic version of every event payload below; bump it when a payload changes shape.
 pub const EVENT_VERSION: &str = "1.0.0";
@@ -13,6 +13,10 @@ pub const EVENT_VERSION: &str = "1.0.0";
 pub enum RoomEvent {
     RoomCreated(RoomCreated),
     SettingsConfigured(SettingsConfigured),
+    SettingsUpdated(SettingsUpdated),
+    RoomLocked(RoomLocked),
+    RoomUnlocked(RoomUnlocked),
+    RoomEnded(RoomEnded),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,11 +45,60 @@ pub struct SettingsConfigured {
     pub configured_at: DateTime<Utc>,
 }
 
+impl SettingsConfigured {
+    pub fn settings(&self) -> RoomSettings {
+        RoomSettings {
+            allow_chat: self.allow_chat,
+            allow_screen_share: self.allow_screen_share,
+            allow_guest_access: self.allow_guest_access,
+            waiting_room: self.waiting_room,
+            mute_participants_on_join: self.mute_participants_on_join,
+            max_participants: self.max_participants,
+        }
+    }
+}
+
+/// Settings the host changed: only those whose value changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SettingsUpdated {
+    pub room_id: String,
+    pub changes: SettingsChanges,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomLocked {
+    pub room_id: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomUnlocked {
+    pub room_id: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomEnded {
+    pub room_id: String,
+    pub ended_at: DateTime<Utc>,
+    /// The user who ended it.
+    pub ended_by: String,
+}
+
 impl RoomEvent {
     pub fn name(&self) -> &'static str {
         match self {
             Self::RoomCreated(_) => "RoomCreated",
             Self::SettingsConfigured(_) => "SettingsConfigured",
+            Self::SettingsUpdated(_) => "SettingsUpdated",
+            Self::RoomLocked(_) => "RoomLocked",
+            Self::RoomUnlocked(_) => "RoomUnlocked",
+            Self::RoomEnded(_) => "RoomEnded",
         }
     }
 }

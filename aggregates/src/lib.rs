@@ -9,13 +9,18 @@ mod command;
 mod error;
 mod event;
 mod room;
+mod settings;
 mod validation;
 
 pub use code::{RoomCode, RoomCodeError};
-pub use command::{CreateRoom, Host, RoomCommand};
+pub use command::{CreateRoom, EndRoom, Host, RoomCommand, UpdateSettings};
 pub use error::{FieldViolation, RoomError};
-pub use event::{RoomCreated, RoomEvent, SettingsConfigured, EVENT_VERSION};
+pub use event::{
+    RoomCreated, RoomEnded, RoomEvent, RoomLocked, RoomUnlocked, SettingsConfigured,
+    SettingsUpdated, EVENT_VERSION,
+};
 pub use room::Room;
+pub use settings::{RoomSettings, SettingsChanges};
 pub use validation::{
     validate_room_fields, DEFAULT_MAX_PARTICIPANTS, DEFAULT_NAME, MAX_NAME_CHARS,
     MAX_PARTICIPANTS_RANGE,

@@ -1,4 +1,4 @@
-use aggregates::{RoomCode, RoomEvent};
+use aggregates::{RoomCode, RoomEvent, RoomSettings};
 use chrono::{DateTime, Utc};
 
 /// One row of the `rooms` read model: everything GET /rooms/{id} shows, flat, as stored.
@@ -30,6 +30,28 @@ pub struct RoomSettingsView {
     pub waiting_room: bool,
     pub mute_participants_on_join: bool,
     pub max_participants: i64,
+}
+
+impl RoomSettingsView {
+    fn current(&self) -> RoomSettings {
+        RoomSettings {
+            allow_chat: self.allow_chat,
+            allow_screen_share: self.allow_screen_share,
+            allow_guest_access: self.allow_guest_access,
+            waiting_room: self.waiting_room,
+            mute_participants_on_join: self.mute_participants_on_join,
+            max_participants: self.max_participants,
+        }
+    }
+
+    fn set(&mut self, settings: RoomSettings) {
+        self.allow_chat = settings.allow_chat;
+        self.allow_screen_share = settings.allow_screen_share;
+        self.allow_guest_access = settings.allow_guest_access;
+        self.waiting_room = settings.waiting_room;
+        self.mute_participants_on_join = settings.mute_participants_on_join;
+        self.max_participants = settings.max_participants;
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -82,7 +104,36 @@ impl RoomView {
                 view.version = sequence;
                 Ok(view)
             }
+            (Some(mut view), RoomEvent::SettingsUpdated(updated)) => {
+                let settings = view
+                    .settings
+                    .as_mut()
+                    .ok_or_else(|| out_of_order("a room without settings"))?;
+                let mut current = settings.current();
+                updated.changes.apply_to(&mut current);
+                settings.set(current);
+                Ok(view.changed(sequence, updated.updated_at))
+            }
+            (Some(mut view), RoomEvent::RoomLocked(locked)) => {
+                view.is_locked = true;
+                Ok(view.changed(sequence, locked.at))
+            }
+            (Some(mut view), RoomEvent::RoomUnlocked(unlocked)) => {
+                view.is_locked = false;
+                Ok(view.changed(sequence, unlocked.at))
+            }
+            (Some(mut view), RoomEvent::RoomEnded(ended)) => {
+                view.is_active = false;
+                view.ended_at = Some(ended.ended_at);
+                Ok(view.changed(sequence, ended.ended_at))
+            }
         }
+    }
+
+    fn changed(mut self, sequence: i64, at: DateTime<Utc>) -> Self {
+        self.updated_at = self.updated_at.max(at);
+        self.version = sequence;
+        self
     }
 
     /// The view a room's whole history computes, in one fold (tests compare stored views

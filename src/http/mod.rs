@@ -1,10 +1,14 @@
 //! The HTTP API: one router per resource, errors as problem+json.
 
 mod body;
+mod caller;
 mod docs;
+mod fields;
 mod health;
 mod problem;
+mod query;
 mod rooms;
+mod users;
 
 use std::sync::Arc;
 
@@ -23,6 +27,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
+pub use caller::Caller;
 pub use problem::ApiError;
 
 use crate::auth::Tokens;
@@ -80,6 +85,7 @@ impl Modify for BearerAuth {
 fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(rooms::router())
+        .merge(users::router())
         .merge(health::router())
         .merge(docs::router())
         .split_for_parts()

@@ -22,11 +22,15 @@ pub enum ApiError {
     #[error("{0}")]
     Unauthorized(std::borrow::Cow<'static, str>),
     #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     NotFound(String),
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    Unprocessable(String),
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
     #[error("a dependency is unavailable")]
@@ -73,6 +77,7 @@ impl ApiError {
                 "Failed to generate unique room code",
             ),
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             Self::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -80,6 +85,11 @@ impl ApiError {
                 "Method not allowed",
             ),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
+            Self::Unprocessable(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unprocessable",
+                "Unprocessable request",
+            ),
             Self::PayloadTooLarge(_) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload-too-large",
@@ -184,11 +194,15 @@ impl From<CommandError> for ApiError {
     fn from(error: CommandError) -> Self {
         match error {
             CommandError::Rejected(RoomError::Invalid(violations)) => Self::Validation(violations),
-            CommandError::Rejected(rejected @ RoomError::AlreadyExists(_)) => {
+            CommandError::Rejected(rejected @ (RoomError::AlreadyExists(_) | RoomError::Ended)) => {
                 Self::Conflict(rejected.to_string())
             }
+            CommandError::Rejected(RoomError::NotFound) => Self::NotFound("no such room".into()),
+            CommandError::Rejected(rejected @ RoomError::NotHost) => {
+                Self::Forbidden(rejected.to_string())
+            }
             CommandError::CodesExhausted => Self::CodesExhausted,
-            CommandError::Conflict => Self::Conflict(error.to_string()),
+            CommandError::Conflict | CommandError::KeyUsed => Self::Conflict(error.to_string()),
             CommandError::Unavailable(source) => Self::Unavailable(source),
             CommandError::Failed(source) => Self::Internal(source),
         }

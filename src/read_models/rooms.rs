@@ -57,6 +57,51 @@ pub async fn find_by_code<'e>(
     select_one(db, TABLE, "code = $1", code).await
 }
 
+/// Which of a host's rooms to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Active,
+    Ended,
+    All,
+}
+
+/// Where a page of a host's rooms ends: the last room's `(created_at, id)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct After {
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub id: String,
+}
+
+/// Up to `limit` rooms hosted by `host_id`, newest first, after `after`. Keyset paging: rooms
+/// created meanwhile sort before the page a client is on, so it never sees one twice or skips
+/// one that existed when it began.
+pub async fn hosted_by<'e>(
+    db: impl PgExecutor<'e>,
+    host_id: &str,
+    status: Status,
+    after: Option<&After>,
+    limit: i64,
+) -> Result<Vec<RoomView>, sqlx::Error> {
+    let status = match status {
+        Status::Active => "AND is_active",
+        Status::Ended => "AND NOT is_active",
+        Status::All => "",
+    };
+    sqlx::query_as::<_, Stored>(&format!(
+        "SELECT {COLUMNS} FROM {TABLE} \
+          WHERE host_id = $1 {status} \
+            AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3)) \
+          ORDER BY created_at DESC, id DESC LIMIT $4"
+    ))
+    .bind(host_id)
+    .bind(after.map(|a| a.created_at))
+    .bind(after.map(|a| a.id.as_str()))
+    .bind(limit)
+    .fetch_all(db)
+    .await
+    .map(|rows| rows.into_iter().map(|Stored(view)| view).collect())
+}
+
 /// The current row in `table`, locked until the transaction ends, for applying further events.
 async fn find_for_update(
     conn: &mut PgConnection,

@@ -160,6 +160,24 @@ impl TestApp {
             .expect("POST /rooms")
     }
 
+    /// A request as user `sub`, with a JSON body when given.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        sub: &str,
+        body: Option<serde_json::Value>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(self.token(sub));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("a response")
+    }
+
     /// GET /rooms/{id} with a valid token of `sub`.
     pub async fn get_room(&self, id: &str, sub: &str) -> reqwest::Response {
         self.client

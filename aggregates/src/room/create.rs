@@ -1,53 +1,13 @@
-use cqrs_es::event_sink::EventSink;
-use cqrs_es::Aggregate;
-use serde::{Deserialize, Serialize};
+//! Creating a room: the room and its first settings, in one decision.
 
+use super::Room;
 use crate::validation::{DEFAULT_MAX_PARTICIPANTS, DEFAULT_NAME};
 use crate::{
-    validate_room_fields, CreateRoom, RoomCommand, RoomCreated, RoomError, RoomEvent,
-    SettingsConfigured,
+    validate_room_fields, CreateRoom, RoomCreated, RoomError, RoomEvent, SettingsConfigured,
 };
 
-/// The state a room needs to decide on commands. Deliberately small: the read model, not the
-/// aggregate, holds what clients see.
-#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Room {
-    id: Option<String>,
-}
-
-impl Aggregate for Room {
-    const TYPE: &'static str = "Room";
-    type Command = RoomCommand;
-    type Event = RoomEvent;
-    type Error = RoomError;
-    type Services = ();
-
-    async fn handle(
-        &mut self,
-        command: Self::Command,
-        _services: &Self::Services,
-        sink: &EventSink<Self>,
-    ) -> Result<(), Self::Error> {
-        match command {
-            RoomCommand::CreateRoom(create) => {
-                for event in self.create(create)? {
-                    sink.write(event, self).await;
-                }
-                Ok(())
-            }
-        }
-    }
-
-    fn apply(&mut self, event: Self::Event) {
-        match event {
-            RoomEvent::RoomCreated(created) => self.id = Some(created.room_id),
-            RoomEvent::SettingsConfigured(_) => {}
-        }
-    }
-}
-
 impl Room {
-    fn create(&self, command: CreateRoom) -> Result<[RoomEvent; 2], RoomError> {
+    pub(super) fn create(&self, command: CreateRoom) -> Result<[RoomEvent; 2], RoomError> {
         if let Some(id) = &self.id {
             return Err(RoomError::AlreadyExists(id.clone()));
         }
@@ -81,12 +41,15 @@ impl Room {
 }
 
 #[cfg(test)]
-mod tests {
-    use chrono::{TimeZone, Utc};
+pub(crate) mod tests {
+    use chrono::Utc;
     use cqrs_es::test::TestFramework;
 
     use super::*;
-    use crate::{FieldViolation, Host, RoomCode};
+    use crate::{FieldViolation, Host, RoomCode, RoomCommand};
+
+    pub(crate) const AT: chrono::DateTime<Utc> =
+        chrono::DateTime::from_timestamp_nanos(1_772_533_800_000_000_000);
 
     fn command() -> CreateRoom {
         CreateRoom {
@@ -98,14 +61,14 @@ mod tests {
                 display_name: "Ada".into(),
                 avatar_url: None,
             },
-            at: Utc.with_ymd_and_hms(2026, 3, 3, 10, 30, 0).unwrap(),
+            at: AT,
             name: None,
             waiting_room: None,
             max_participants: None,
         }
     }
 
-    fn created(name: &str) -> RoomEvent {
+    pub(crate) fn created(name: &str) -> RoomEvent {
         let c = command();
         RoomEvent::RoomCreated(RoomCreated {
             room_id: c.room_id,
@@ -118,7 +81,7 @@ mod tests {
         })
     }
 
-    fn configured(waiting_room: bool, max_participants: i64) -> RoomEvent {
+    pub(crate) fn configured(waiting_room: bool, max_participants: i64) -> RoomEvent {
         let c = command();
         RoomEvent::SettingsConfigured(SettingsConfigured {
             settings_id: c.settings_id,
