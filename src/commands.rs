@@ -11,8 +11,9 @@ use cqrs_es::persist::EventStoreAggregateContext;
 use cqrs_es::{Aggregate, AggregateError, EventStore};
 
 use crate::codes::CodeGenerator;
-use crate::event_store::{CodeTaken, RoomStore};
+use crate::event_store::RoomStore;
 use crate::idempotency::{self, Idempotency, KeyUsed};
+use crate::read_models::rooms::CodeTaken;
 
 /// Draws per create before giving up, as the API specification says.
 pub const MAX_CODE_ATTEMPTS: u32 = 10;

@@ -21,11 +21,6 @@ use crate::read_models::{self, StoredEvent};
 
 pub type RoomStore = PersistedEventStore<EventRepository, Room>;
 
-/// The code a command drew is already used by another room: draw another.
-#[derive(Debug, thiserror::Error)]
-#[error("room code already taken")]
-pub struct CodeTaken;
-
 pub struct EventRepository {
     pool: PgPool,
     reads: PostgresEventRepository,
@@ -107,8 +102,11 @@ async fn insert_events(
 fn persistence_error(error: sqlx::Error) -> PersistenceError {
     match db::violated_unique_constraint(&error) {
         Some("events_pkey") => PersistenceError::OptimisticLockError,
-        Some(read_models::rooms::CODE_KEY) => PersistenceError::UnknownError(Box::new(CodeTaken)),
         Some(idempotency::KEY_CONSTRAINT) => PersistenceError::UnknownError(Box::new(KeyUsed)),
+        Some(constraint) => match read_models::violation(constraint) {
+            Some(meaning) => PersistenceError::UnknownError(meaning),
+            None => PersistenceError::UnknownError(Box::new(error)),
+        },
         _ if db::is_unavailable(&error) => PersistenceError::ConnectionError(Box::new(error)),
         _ => PersistenceError::UnknownError(Box::new(error)),
     }

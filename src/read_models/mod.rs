@@ -30,6 +30,11 @@ pub trait Projection: Send + Sync {
         table: &'a str,
         events: &'a [StoredEvent<'a>],
     ) -> BoxFuture<'a, Result<(), sqlx::Error>>;
+
+    /// What a violation of one of the table's unique constraints means to the command whose
+    /// transaction hit it (an error the command handles), or `None` for constraints that mean
+    /// nothing beyond a failure.
+    fn violation(&self, constraint: &str) -> Option<crate::BoxError>;
 }
 
 /// Every inline projection, in the order a command's transaction applies them.
@@ -37,6 +42,11 @@ pub static ALL: &[&dyn Projection] = &[&rooms::Rooms];
 
 pub fn find(name: &str) -> Option<&'static dyn Projection> {
     ALL.iter().copied().find(|p| p.name() == name)
+}
+
+/// What a unique violation means, by constraint name, for whichever projection owns it.
+pub fn violation(constraint: &str) -> Option<crate::BoxError> {
+    ALL.iter().find_map(|p| p.violation(constraint))
 }
 
 pub fn names() -> Vec<&'static str> {

@@ -14,7 +14,12 @@ use super::{Projection, StoredEvent};
 /// The live table.
 const TABLE: &str = "rooms";
 /// Room codes are unique: a violation of this constraint means "code taken, draw another".
-pub const CODE_KEY: &str = "rooms_code_key";
+const CODE_KEY: &str = "rooms_code_key";
+
+/// The code a command drew is already used by another room: draw another.
+#[derive(Debug, thiserror::Error)]
+#[error("room code already taken")]
+pub struct CodeTaken;
 
 /// The room view, one row per room.
 pub struct Rooms;
@@ -35,6 +40,10 @@ impl Projection for Rooms {
         events: &'a [StoredEvent<'a>],
     ) -> futures_util::future::BoxFuture<'a, Result<(), sqlx::Error>> {
         Box::pin(project(conn, table, events))
+    }
+
+    fn violation(&self, constraint: &str) -> Option<crate::BoxError> {
+        (constraint == CODE_KEY).then(|| Box::new(CodeTaken) as crate::BoxError)
     }
 }
 

@@ -1,8 +1,6 @@
 //! The OpenAPI document describes every route, and every route it describes exists.
 
-mod common;
-
-use common::TestApp;
+use crate::common::TestApp;
 use serde_json::Value;
 
 /// Routes registered with axum directly (`.route(`) would be missing from the document, which

@@ -1,9 +1,7 @@
 //! POST /rooms, GET /rooms/{id} and GET /rooms/code/{code} through real HTTP and PostgreSQL.
 
-mod common;
-
+use crate::common::{claims, TestApp};
 use aggregates::RoomEvent;
-use common::{claims, TestApp};
 use projections::RoomView;
 use serde_json::{json, Value};
 

@@ -1,12 +1,12 @@
 //! What operators rely on: readiness, metrics, load shedding, timeouts, CORS, and a clean
 //! shutdown of the real binary under load.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Options, Proxy, TestApp};
+use crate::common::{Options, Proxy, TestApp};
 use neuronmeet::http::Limits;
 use serde_json::{json, Value};
 

@@ -1,11 +1,9 @@
 //! The token's `nbf` is honoured, and its text claims (copied into every event and row) are
 //! bounded: a token breaking either gets a 401 problem+json naming what is wrong.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{claims, TestApp, SECRET};
+use crate::common::{claims, TestApp, SECRET};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use neuronmeet::auth::{
     TokenError, MAX_EMAIL_CHARS, MAX_NAME_CHARS, MAX_PICTURE_CHARS, MAX_SUB_CHARS,

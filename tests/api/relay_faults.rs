@@ -2,14 +2,14 @@
 //! up by operators, a dead leader's wake-up flag, checkpoints of other streams and other
 //! clusters, bad configuration, and transactions that hold the log back.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::{NatsServer, Options, TestApp};
 use async_nats::jetstream::stream;
-use common::{NatsServer, Options, TestApp};
 use neuronmeet::relay::RelayConfig;
 use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection};

@@ -1,15 +1,15 @@
 //! The hard properties: unique codes under concurrency, collisions, a database that goes away,
 //! and clients that hang up mid-request.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::{Options, Proxy, TestApp};
 use aggregates::RoomCode;
-use common::{Options, Proxy, TestApp};
 use neuronmeet::codes::CodeGenerator;
 use neuronmeet::commands::{NewRoom, RoomCommands};
 use neuronmeet::event_store::EventRepository;

@@ -1,8 +1,6 @@
 //! Every way a request can be wrong gets a precise problem+json, never a panic or axum's text.
 
-mod common;
-
-use common::{claims, TestApp, SECRET};
+use crate::common::{claims, TestApp, SECRET};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 

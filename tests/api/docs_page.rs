@@ -1,11 +1,9 @@
 //! /docs in a real headless Chromium (Debian's `chromium`, which scripts/test installs): the
 //! page renders /openapi.json from the service alone, shows POST /rooms, and logs no errors.
 
-mod common;
-
 use std::process::Command;
 
-use common::TestApp;
+use crate::common::TestApp;
 
 fn chromium() -> &'static str {
     ["chromium", "chromium-browser", "google-chrome"]

@@ -1,13 +1,11 @@
 //! Rooms that live: PATCH /rooms/{id}/settings, DELETE /rooms/{id}, GET /users/me/rooms,
 //! GET /rooms/{id}/events and Idempotency-Key on POST /rooms, through real HTTP.
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{NatsServer, Options, TestApp};
+use crate::common::{NatsServer, Options, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 

@@ -1,12 +1,12 @@
 //! SIGTERM under load: the real binary stops accepting, finishes what it accepted, and exits 0.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{NatsServer, SECRET};
+use crate::common::{NatsServer, SECRET};
 use serde_json::{json, Value};
 
 #[tokio::test]

@@ -1,14 +1,14 @@
 //! The relay against a real nats-server: every committed event in the ROOMS stream exactly
 //! once, in per-room order, through slow transactions, NATS outages, crashes and two instances.
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::{NatsServer, Options, TestApp};
 use async_nats::jetstream::message::StreamMessage;
-use common::{NatsServer, Options, TestApp};
 use serde_json::{json, Value};
 
 fn with_relay(nats: &NatsServer) -> Options {
@@ -105,12 +105,12 @@ async fn a_slow_transaction_that_commits_last_is_still_published() {
     nats.wait_for(4).await;
 
     // A transaction takes its global position now and commits after later ones.
-    let mut slow = app.db.begin().await.unwrap();
+    let mut slow = neuronmeet::db::Tx::begin(&app.db).await.unwrap();
     sqlx::query(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
          VALUES ('Room', 'slow-room', 1, 'RoomCreated', '1.0.0', '{\"RoomCreated\": {\"roomId\": \"slow-room\"}}', '{}')",
     )
-    .execute(&mut *slow)
+    .execute(slow.conn())
     .await
     .unwrap();
     let rooms = create_rooms(&app, 5).await;

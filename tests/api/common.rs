@@ -1,7 +1,6 @@
 //! A running service for integration tests: real HTTP on a free port, a fresh PostgreSQL
 //! database per test (created from DATABASE_URL, which scripts/test points at a throwaway
 //! server), and helpers to mint tokens and cut the database connection.
-#![allow(dead_code)] // each test binary uses its own subset
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -62,26 +61,76 @@ fn admin_url() -> String {
     )
 }
 
-/// A new, migrated, empty database; returns its URL and name.
+/// A new, migrated, empty database; returns its URL and name. It is a copy of a template that
+/// is migrated once per set of migrations (and per server), which is much faster than
+/// migrating each test's database.
 pub async fn fresh_database() -> (String, String) {
     let admin = admin_url();
+    let template = migrated_template(&admin).await;
     let name = format!("test_{}", uuid::Uuid::new_v4().simple());
     let mut conn = PgConnection::connect(&admin)
         .await
         .expect("connect to DATABASE_URL");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
+    sqlx::query(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
         .execute(&mut conn)
         .await
-        .expect("create the test database");
-    let mut url = reqwest::Url::parse(&admin).expect("DATABASE_URL is a URL");
-    url.set_path(&name);
-    let url = url.to_string();
-    let pool = PgPool::connect(&url)
+        .expect("create the test database from the template");
+    (database_url(&admin, &name), name)
+}
+
+fn database_url(admin: &str, name: &str) -> String {
+    let mut url = reqwest::Url::parse(admin).expect("DATABASE_URL is a URL");
+    url.set_path(name);
+    url.to_string()
+}
+
+/// The name of a database migrated with exactly this build's migrations, created if missing.
+/// Test processes run at once: an advisory lock makes one of them build it, under a temporary
+/// name, so a copy is never taken of a half-migrated template.
+async fn migrated_template(admin: &str) -> String {
+    let fingerprint = db::MIGRATOR
+        .iter()
+        .flat_map(|m| m.checksum.iter().copied())
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    let template = format!("nm_template_{fingerprint:016x}");
+    let mut conn = PgConnection::connect(admin)
         .await
-        .expect("connect to the test database");
-    db::migrate(&pool).await.expect("migrate the test database");
-    pool.close().await;
-    (url, name)
+        .expect("connect to DATABASE_URL");
+    sqlx::query("SELECT pg_advisory_lock(4242)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&template)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    if !exists {
+        let building = format!("{template}_building");
+        for statement in [
+            format!("DROP DATABASE IF EXISTS {building}"),
+            format!("CREATE DATABASE {building}"),
+        ] {
+            sqlx::query(&statement).execute(&mut conn).await.unwrap();
+        }
+        let pool = PgPool::connect(&database_url(admin, &building))
+            .await
+            .expect("connect to the template");
+        db::migrate(&pool).await.expect("migrate the template");
+        pool.close().await;
+        sqlx::query(&format!("ALTER DATABASE {building} RENAME TO {template}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    sqlx::query("SELECT pg_advisory_unlock(4242)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    template
 }
 
 impl TestApp {

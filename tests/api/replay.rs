@@ -1,13 +1,13 @@
 //! `neuronmeet replay`: rebuilding the room view from the log, also while creates run, next to
 //! long readers, twice at once, and killed part way.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::TestApp;
+use crate::common::TestApp;
 use neuronmeet::replay::{self, ReplayError, Report};
 use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection};

@@ -1,0 +1,18 @@
+//! The integration tests, as one binary (one link, not one per file): real HTTP against the
+//! running router, a fresh PostgreSQL database per test cloned from a migrated template, real
+//! nats-server processes, the real binary where a process boundary matters.
+
+mod common;
+
+mod bad_requests;
+mod docs_page;
+mod openapi;
+mod operations;
+mod relay;
+mod relay_faults;
+mod replay;
+mod resilience;
+mod rooms_api;
+mod rooms_lifecycle;
+mod shutdown;
+mod token_claims;
