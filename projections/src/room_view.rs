@@ -21,37 +21,11 @@ pub struct RoomView {
     pub version: i64,
 }
 
+/// A room's settings, as the view stores them: their id, and their values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoomSettingsView {
     pub id: String,
-    pub allow_chat: bool,
-    pub allow_screen_share: bool,
-    pub allow_guest_access: bool,
-    pub waiting_room: bool,
-    pub mute_participants_on_join: bool,
-    pub max_participants: i64,
-}
-
-impl RoomSettingsView {
-    fn current(&self) -> RoomSettings {
-        RoomSettings {
-            allow_chat: self.allow_chat,
-            allow_screen_share: self.allow_screen_share,
-            allow_guest_access: self.allow_guest_access,
-            waiting_room: self.waiting_room,
-            mute_participants_on_join: self.mute_participants_on_join,
-            max_participants: self.max_participants,
-        }
-    }
-
-    fn set(&mut self, settings: RoomSettings) {
-        self.allow_chat = settings.allow_chat;
-        self.allow_screen_share = settings.allow_screen_share;
-        self.allow_guest_access = settings.allow_guest_access;
-        self.waiting_room = settings.waiting_room;
-        self.mute_participants_on_join = settings.mute_participants_on_join;
-        self.max_participants = settings.max_participants;
-    }
+    pub values: RoomSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -93,12 +67,7 @@ impl RoomView {
             (Some(mut view), RoomEvent::SettingsConfigured(s)) => {
                 view.settings = Some(RoomSettingsView {
                     id: s.settings_id.clone(),
-                    allow_chat: s.allow_chat,
-                    allow_screen_share: s.allow_screen_share,
-                    allow_guest_access: s.allow_guest_access,
-                    waiting_room: s.waiting_room,
-                    mute_participants_on_join: s.mute_participants_on_join,
-                    max_participants: s.max_participants,
+                    values: s.settings(),
                 });
                 view.updated_at = view.updated_at.max(s.configured_at);
                 view.version = sequence;
@@ -109,9 +78,7 @@ impl RoomView {
                     .settings
                     .as_mut()
                     .ok_or_else(|| out_of_order("a room without settings"))?;
-                let mut current = settings.current();
-                updated.changes.apply_to(&mut current);
-                settings.set(current);
+                updated.changes.apply_to(&mut settings.values);
                 Ok(view.changed(sequence, updated.updated_at))
             }
             (Some(mut view), RoomEvent::RoomLocked(locked)) => {

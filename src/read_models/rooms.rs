@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use aggregates::{Room, RoomCode, RoomEvent};
+use aggregates::{Room, RoomCode, RoomEvent, RoomSettings};
 use cqrs_es::Aggregate;
 use projections::{RoomSettingsView, RoomView};
 use serde::Deserialize;
@@ -201,12 +201,12 @@ async fn upsert(
     .bind(column(views, |v| v.updated_at))
     .bind(column(views, |v| v.ended_at))
     .bind(setting(views, |s| s.id.clone()))
-    .bind(setting(views, |s| s.allow_chat))
-    .bind(setting(views, |s| s.allow_screen_share))
-    .bind(setting(views, |s| s.allow_guest_access))
-    .bind(setting(views, |s| s.waiting_room))
-    .bind(setting(views, |s| s.mute_participants_on_join))
-    .bind(setting(views, |s| s.max_participants as i32))
+    .bind(setting(views, |s| s.values.allow_chat))
+    .bind(setting(views, |s| s.values.allow_screen_share))
+    .bind(setting(views, |s| s.values.allow_guest_access))
+    .bind(setting(views, |s| s.values.waiting_room))
+    .bind(setting(views, |s| s.values.mute_participants_on_join))
+    .bind(setting(views, |s| s.values.max_participants as i32))
     .bind(column(views, |v| v.version))
     .execute(conn)
     .await
@@ -238,12 +238,14 @@ impl FromRow<'_, PgRow> for Stored {
             None => None,
             Some(id) => Some(RoomSettingsView {
                 id,
-                allow_chat: row.try_get("allow_chat")?,
-                allow_screen_share: row.try_get("allow_screen_share")?,
-                allow_guest_access: row.try_get("allow_guest_access")?,
-                waiting_room: row.try_get("waiting_room")?,
-                mute_participants_on_join: row.try_get("mute_participants_on_join")?,
-                max_participants: i64::from(row.try_get::<i32, _>("max_participants")?),
+                values: RoomSettings {
+                    allow_chat: row.try_get("allow_chat")?,
+                    allow_screen_share: row.try_get("allow_screen_share")?,
+                    allow_guest_access: row.try_get("allow_guest_access")?,
+                    waiting_room: row.try_get("waiting_room")?,
+                    mute_participants_on_join: row.try_get("mute_participants_on_join")?,
+                    max_participants: i64::from(row.try_get::<i32, _>("max_participants")?),
+                },
             }),
         };
         Ok(Self(RoomView {

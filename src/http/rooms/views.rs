@@ -105,12 +105,12 @@ impl TryFrom<RoomView> for FullRoom {
             settings: Settings {
                 id: settings.id,
                 room_id: view.id.clone(),
-                allow_chat: settings.allow_chat,
-                allow_screen_share: settings.allow_screen_share,
-                allow_guest_access: settings.allow_guest_access,
-                waiting_room: settings.waiting_room,
-                mute_participants_on_join: settings.mute_participants_on_join,
-                max_participants: settings.max_participants,
+                allow_chat: settings.values.allow_chat,
+                allow_screen_share: settings.values.allow_screen_share,
+                allow_guest_access: settings.values.allow_guest_access,
+                waiting_room: settings.values.waiting_room,
+                mute_participants_on_join: settings.values.mute_participants_on_join,
+                max_participants: settings.values.max_participants,
             },
             host,
             id: view.id,
@@ -150,7 +150,10 @@ impl From<RoomView> for PublicRoom {
     fn from(view: RoomView) -> Self {
         Self {
             settings: PublicSettings {
-                waiting_room: view.settings.as_ref().is_some_and(|s| s.waiting_room),
+                waiting_room: view
+                    .settings
+                    .as_ref()
+                    .is_some_and(|s| s.values.waiting_room),
             },
             host: HostInfo::of(&view),
             id: view.id,

@@ -1,0 +1,70 @@
+-- pgbench: one PATCH /rooms/{id}/settings that changes maxParticipants, as the service runs it
+-- (postgres-es get_events, src/event_store.rs insert_events, src/read_models/rooms.rs project
+-- and find_by_id): the same seven statements, in the same order, on the same tables, triggers
+-- and indexes.
+--
+-- Variables (pgbench -D): rooms = how many rooms bench.py seeded, clients = pgbench -c. Room r
+-- has the id '00000000-0000-4000-8000-' || lpad(r, 12, '0') (36 characters, like the
+-- service's UUIDs). Each client patches only the rooms r with r % clients = client_id + 1 (mod
+-- clients), so two clients never work on the same room: pgbench aborts a client on the unique
+-- violation that a second append with the same sequence gets, where the service retries.
+\set r :client_id + 1 + :clients * random(0, :rooms / :clients - 1)
+\set m random(2, 100)
+-- 1. load the aggregate (postgres-es select_events, on a pooled connection outside the
+-- transaction). \aset keeps the last row's values: :sequence is the current sequence, as
+-- cqrs-es counts it while applying the events.
+SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata
+  FROM events
+  WHERE aggregate_type = 'Room' AND aggregate_id = '00000000-0000-4000-8000-' || lpad(:r::text, 12, '0')
+  ORDER BY sequence
+\aset
+-- 2. decide: one SettingsUpdated at the next sequence (computed here, not by a statement).
+\set next :sequence + 1
+-- 3. the transaction (src/db.rs Tx: BEGIN as a plain statement).
+BEGIN;
+INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+SELECT * FROM UNNEST(
+  ARRAY['Room']::text[],
+  ARRAY['00000000-0000-4000-8000-' || lpad(:r::text, 12, '0')]::text[],
+  ARRAY[:next]::bigint[],
+  ARRAY['SettingsUpdated']::text[],
+  ARRAY['1.0.0']::text[],
+  ARRAY['{"SettingsUpdated": {"roomId": "00000000-0000-4000-8000-000000000000", "changes": {"maxParticipants": ' || :m || '}, "updatedAt": "2026-03-03T10:30:00.000Z"}}']::jsonb[],
+  ARRAY['{"requestId": "00000000-0000-4000-8000-000000000000", "userId": "bench-user"}']::jsonb[]);
+-- the projection: the room's row, locked, then written back with the event applied.
+SELECT id, code, name, host_id, host_display_name, host_avatar_url, is_active,
+  is_locked, started_at, created_at, updated_at, ended_at, settings_id, allow_chat,
+  allow_screen_share, allow_guest_access, waiting_room, mute_participants_on_join,
+  max_participants, version
+  FROM rooms WHERE id = '00000000-0000-4000-8000-' || lpad(:r::text, 12, '0') FOR UPDATE
+\gset
+-- pgbench stores a NULL as an empty string: NULLIF gives the NULL back (the bench rooms have no
+-- avatar and have not ended).
+INSERT INTO rooms (id, code, name, host_id, host_display_name, host_avatar_url, is_active, is_locked,
+  started_at, created_at, updated_at, ended_at, settings_id, allow_chat, allow_screen_share,
+  allow_guest_access, waiting_room, mute_participants_on_join, max_participants, version)
+SELECT * FROM UNNEST(ARRAY[:id]::text[], ARRAY[:code]::text[], ARRAY[:name]::text[],
+  ARRAY[:host_id]::text[], ARRAY[:host_display_name]::text[], ARRAY[NULLIF(:host_avatar_url, '')]::text[],
+  ARRAY[:is_active]::bool[], ARRAY[:is_locked]::bool[], ARRAY[:started_at]::timestamptz[],
+  ARRAY[:created_at]::timestamptz[], ARRAY[now()]::timestamptz[],
+  ARRAY[NULLIF(:ended_at, '')]::timestamptz[], ARRAY[:settings_id]::text[], ARRAY[:allow_chat]::bool[],
+  ARRAY[:allow_screen_share]::bool[], ARRAY[:allow_guest_access]::bool[], ARRAY[:waiting_room]::bool[],
+  ARRAY[:mute_participants_on_join]::bool[], ARRAY[:m]::int4[], ARRAY[:next]::int8[])
+ON CONFLICT (id) DO UPDATE SET
+  code = EXCLUDED.code, name = EXCLUDED.name, host_id = EXCLUDED.host_id,
+  host_display_name = EXCLUDED.host_display_name, host_avatar_url = EXCLUDED.host_avatar_url,
+  is_active = EXCLUDED.is_active, is_locked = EXCLUDED.is_locked,
+  started_at = EXCLUDED.started_at, created_at = EXCLUDED.created_at,
+  updated_at = EXCLUDED.updated_at, ended_at = EXCLUDED.ended_at,
+  settings_id = EXCLUDED.settings_id, allow_chat = EXCLUDED.allow_chat,
+  allow_screen_share = EXCLUDED.allow_screen_share,
+  allow_guest_access = EXCLUDED.allow_guest_access, waiting_room = EXCLUDED.waiting_room,
+  mute_participants_on_join = EXCLUDED.mute_participants_on_join,
+  max_participants = EXCLUDED.max_participants, version = EXCLUDED.version;
+COMMIT;
+-- 4. the response: the room read back (find_by_id, on a pooled connection).
+SELECT id, code, name, host_id, host_display_name, host_avatar_url, is_active,
+  is_locked, started_at, created_at, updated_at, ended_at, settings_id, allow_chat,
+  allow_screen_share, allow_guest_access, waiting_room, mute_participants_on_join,
+  max_participants, version
+  FROM rooms WHERE id = '00000000-0000-4000-8000-' || lpad(:r::text, 12, '0');
