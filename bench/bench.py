@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""The benchmark of POST /rooms, relay, replay and memory; run by bench/run, which starts the
-private PostgreSQL and nats-server this uses. Standard library only. Figures are printed and
-written as measured: nothing here edits them."""
+"""The benchmark of POST /rooms, PATCH /rooms/{id}/settings, relay, replay and memory; run by
+bench/run, which starts the private PostgreSQL and nats-server this uses. Standard library only.
+Figures are printed and written as measured: nothing here edits them."""
 
+import http.client
 import json
 import os
 import re
@@ -10,8 +11,11 @@ import secrets
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ADMIN_URL = os.environ["BENCH_DATABASE_URL"]  # a server whose user may create databases
@@ -21,6 +25,13 @@ PGDATA = os.environ.get("BENCH_PGDATA", "")
 DURATION = int(os.environ.get("BENCH_DURATION", "10"))
 CONCURRENCIES = [int(c) for c in os.environ.get("BENCH_CONCURRENCIES", "1,8,32,128").split(",")]
 REPLAY_ROOMS = int(os.environ.get("BENCH_REPLAY_ROOMS", "60000"))
+# PATCH /rooms/{id}/settings: how many rooms are patched at random, at how many connections.
+PATCH_ROOMS = int(os.environ.get("BENCH_PATCH_ROOMS", "10000"))
+PATCH_CONNECTIONS = 32
+# BENCH_ONLY=patch runs only the PATCH measurement (and its pgbench), and merges it into OUT.
+ONLY = os.environ.get("BENCH_ONLY", "")
+if ONLY not in ("", "patch"):
+    raise SystemExit(f"BENCH_ONLY={ONLY!r}: expected empty (everything) or patch")
 OUT = Path(os.environ.get("BENCH_OUT", "bench/results/latest.json"))
 HERE = Path(__file__).resolve().parent
 
@@ -84,17 +95,26 @@ def start_service(url):
     return process, base, token
 
 
-def wrk(base, token, connections):
+def wrk(base, token, connections, script="create_room.lua", url_path="/rooms", duration=None,
+        env=None, good="created", bad="non_201"):
+    """A wrk run of `script`; `good` counts the expected answers (rps is their rate), `bad` the
+    others."""
     threads = str(min(2, connections))
     out = subprocess.run(
-        ["wrk", "-t", threads, "-c", str(connections), "-d", f"{DURATION}s", "--timeout", "10s",
-         "-s", str(HERE / "create_room.lua"), base + "/rooms"],
-        env=dict(os.environ, BENCH_TOKEN=token), check=True, capture_output=True, text=True).stdout
+        ["wrk", "-t", threads, "-c", str(connections), "-d", f"{duration or DURATION}s", "--timeout", "10s",
+         "-s", str(HERE / script), base + url_path],
+        env=dict(os.environ, BENCH_TOKEN=token, **(env or {})), check=True, capture_output=True, text=True).stdout
     line = next(l for l in out.splitlines() if l.startswith("BENCH_JSON "))
     result = json.loads(line[len("BENCH_JSON "):])
-    result["rps"] = round(result["created"] / (result["duration_us"] / 1e6), 1)
-    result["errors"] = result["non_201"] + result["socket_errors"] + result["timeouts"]
+    result["rps"] = round(result[good] / (result["duration_us"] / 1e6), 1)
+    result["errors"] = result[bad] + result["socket_errors"] + result["timeouts"]
     return result
+
+
+def counter(base, name):
+    """The sum of a Prometheus counter over its labels (0 while it has never been incremented)."""
+    text = urllib.request.urlopen(base + "/metrics").read().decode()
+    return sum(float(m.group(1)) for m in re.finditer(r"^" + name + r"(?:\{[^}]*\})? (\S+)$", text, re.M))
 
 
 def histogram(base, name):
@@ -132,31 +152,37 @@ def pgbench(connections):
     return {"connections": connections, "tps": round(tps, 1), "latency_avg_ms": latency}
 
 
-def replay():
-    url = database("bench_replay")
-    subprocess.run([BIN, "migrate"], env=dict(os.environ, DATABASE_URL=url), check=True, capture_output=True)
-    log(f"replay: writing {REPLAY_ROOMS} rooms ({2 * REPLAY_ROOMS} events) to the log")
+def write_rooms_log(url, rooms, room_id="'room-' || i", host_id="'u' || (i % 100)"):
+    """Writes `rooms` rooms (RoomCreated and SettingsConfigured each) straight into the log;
+    `room_id` and `host_id` are SQL expressions of the room's number i."""
     psql(url, f"""
         INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-        SELECT 'Room', 'room-' || i, s.sequence, s.event_type, '1.0.0',
+        SELECT 'Room', {room_id}, s.sequence, s.event_type, '1.0.0',
                CASE s.sequence
                  WHEN 1 THEN jsonb_build_object('RoomCreated', jsonb_build_object(
-                   'roomId', 'room-' || i, 'name', 'Room ' || i,
+                   'roomId', {room_id}, 'name', 'Room ' || i,
                    'code', regexp_replace(c.letters, '(...)(...)(...)', '\\1-\\2-\\3'),
-                   'host', jsonb_build_object('id', 'u' || (i % 100), 'displayName', 'User', 'avatarUrl', null),
+                   'host', jsonb_build_object('id', {host_id}, 'displayName', 'User', 'avatarUrl', null),
                    'isActive', true, 'isLocked', false, 'createdAt', '2026-03-03T10:30:00.000Z'))
                  ELSE jsonb_build_object('SettingsConfigured', jsonb_build_object(
-                   'settingsId', 's-' || i, 'roomId', 'room-' || i, 'allowChat', true, 'allowScreenShare', true,
+                   'settingsId', 's-' || i, 'roomId', {room_id}, 'allowChat', true, 'allowScreenShare', true,
                    'allowGuestAccess', true, 'waitingRoom', false, 'muteParticipantsOnJoin', false,
                    'maxParticipants', 50, 'configuredAt', '2026-03-03T10:30:00.000Z'))
                END,
                '{{}}'::jsonb
-          FROM generate_series(1, {REPLAY_ROOMS}) AS i
+          FROM generate_series(1, {rooms}) AS i
                -- i in base 26, as nine letters: a unique code per room
                CROSS JOIN LATERAL (SELECT string_agg(chr(97 + ((i / (26::bigint ^ k)::bigint) % 26)::int), '' ORDER BY k DESC)
                                      FROM generate_series(0, 8) AS k) AS c(letters)
                CROSS JOIN (VALUES (1, 'RoomCreated'), (2, 'SettingsConfigured')) AS s(sequence, event_type)
          ORDER BY i, s.sequence""")
+
+
+def replay():
+    url = database("bench_replay")
+    subprocess.run([BIN, "migrate"], env=dict(os.environ, DATABASE_URL=url), check=True, capture_output=True)
+    log(f"replay: writing {REPLAY_ROOMS} rooms ({2 * REPLAY_ROOMS} events) to the log")
+    write_rooms_log(url, REPLAY_ROOMS)
     out = subprocess.run([BIN, "replay", "--projection", "rooms"], env=dict(os.environ, DATABASE_URL=url),
                          capture_output=True, text=True)
     if out.returncode != 0:
@@ -166,12 +192,136 @@ def replay():
             "events_per_second": float(match.group(4))}
 
 
+def relay_delays(before, after):
+    return {"relay_delay_p50_ms": (lambda v: v and v * 1000)(quantile(before, after, 0.5)),
+            "relay_delay_p99_ms": (lambda v: v and v * 1000)(quantile(before, after, 0.99))}
+
+
+def create_rooms(base, token, count):
+    """Creates `count` rooms through POST /rooms (8 at a time), hosted by the token's `sub`, and
+    returns their ids."""
+    local = threading.local()
+    host, port = base.removeprefix("http://").split(":")
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    body = json.dumps({"name": "Patch bench room", "maxParticipants": 50})
+
+    def create(_):
+        for attempt in range(3):
+            try:
+                if getattr(local, "conn", None) is None:
+                    local.conn = http.client.HTTPConnection(host, int(port), timeout=30)
+                local.conn.request("POST", "/rooms", body, headers)
+                response = local.conn.getresponse()
+                data = response.read()
+                if response.status != 201:
+                    raise SystemExit(f"seeding: POST /rooms answered {response.status}: {data[:300]!r}")
+                return json.loads(data)["id"]
+            except (OSError, http.client.HTTPException):
+                local.conn = None
+                if attempt == 2:
+                    raise
+
+    with ThreadPoolExecutor(8) as pool:
+        return list(pool.map(create, range(count)))
+
+
+def relay_caught_up(base, timeout=120):
+    """Waits until the relay has published every committed event (relay_lag_events is 0)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = urllib.request.urlopen(base + "/metrics").read().decode()
+        match = re.search(r"^relay_lag_events (\S+)$", text, re.M)
+        if match and float(match.group(1)) == 0:
+            return
+        time.sleep(0.5)
+    log(f"the relay still lags after {timeout}s; measuring anyway")
+
+
+def settings_updates(url):
+    return int(psql(url, "SELECT count(*) FROM events WHERE event_type = 'SettingsUpdated'"))
+
+
+def patch_http(base, token, url):
+    """PATCH /rooms/{id}/settings at PATCH_CONNECTIONS, on PATCH_ROOMS rooms created first through
+    the API. `url`: the service's database, for counting the events appended."""
+    log(f"PATCH: creating {PATCH_ROOMS} rooms through POST /rooms")
+    started = time.monotonic()
+    ids = create_rooms(base, token, PATCH_ROOMS)
+    log(f"PATCH: {len(ids)} rooms created in {time.monotonic() - started:.1f}s")
+    with tempfile.NamedTemporaryFile("w", prefix="bench-rooms-", suffix=".txt", delete=False) as f:
+        f.write("\n".join(ids) + "\n")
+    env = {"BENCH_ROOMS_FILE": f.name}
+    patch = dict(script="patch_settings.lua", env=env, good="ok", bad="non_200")
+    try:
+        relay_caught_up(base)
+        # warm-up: the PATCH statements get prepared on every pooled connection
+        wrk(base, token, PATCH_CONNECTIONS, duration=min(3, DURATION), **patch)
+        relay_caught_up(base)
+        before = histogram(base, "relay_publish_delay_seconds")
+        conflicts_before = counter(base, "aggregate_conflicts_total")
+        events_before = settings_updates(url)
+        log(f"PATCH /rooms/{{id}}/settings at concurrency {PATCH_CONNECTIONS} for {DURATION}s")
+        result = wrk(base, token, PATCH_CONNECTIONS, **patch)
+        time.sleep(1)  # let the relay drain before reading its delays
+        after = histogram(base, "relay_publish_delay_seconds")
+        result.update(relay_delays(before, after))
+        result["connections"] = PATCH_CONNECTIONS
+        result["events_appended"] = settings_updates(url) - events_before
+        result["conflict_retries"] = int(counter(base, "aggregate_conflicts_total") - conflicts_before)
+        # every SettingsUpdated in this database is on one of these rooms, which began with two events
+        result["events_per_room_after"] = round(2 + settings_updates(url) / PATCH_ROOMS, 2)
+        return result
+    finally:
+        os.unlink(f.name)
+
+
+def pgbench_patch(connections):
+    """pgbench of bench/patch_shape.sql on PATCH_ROOMS rooms written to a fresh log (2 events
+    each, hosted by bench-user), with the room view built by `neuronmeet replay`."""
+    url = database("bench_pgbench_patch")
+    env = dict(os.environ, DATABASE_URL=url)
+    subprocess.run([BIN, "migrate"], env=env, check=True, capture_output=True)
+    write_rooms_log(url, PATCH_ROOMS, room_id="'00000000-0000-4000-8000-' || lpad(i::text, 12, '0')",
+                    host_id="'bench-user'")
+    out = subprocess.run([BIN, "replay", "--projection", "rooms"], env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"replay (seeding pgbench's rooms) failed: {out.stderr}")
+    run = subprocess.run(
+        ["pgbench", "-n", "-M", "prepared", "-c", str(connections), "-j", "2", "-T", str(DURATION),
+         "-D", f"rooms={PATCH_ROOMS}", "-D", f"clients={connections}", "-f", str(HERE / "patch_shape.sql"), url],
+        capture_output=True, text=True)
+    if run.returncode != 0:
+        raise SystemExit(f"pgbench of patch_shape.sql failed ({run.returncode}):\n{run.stdout}\n{run.stderr}")
+    tps = float(re.search(r"tps = ([\d.]+)", run.stdout).group(1))
+    latency = float(re.search(r"latency average = ([\d.]+) ms", run.stdout).group(1))
+    failed = re.search(r"number of failed transactions: (\d+)", run.stdout)
+    return {"connections": connections, "tps": round(tps, 1), "latency_avg_ms": latency,
+            "failed": int(failed.group(1)) if failed else None,
+            "events_per_room_after": round(2 + settings_updates(url) / PATCH_ROOMS, 2)}
+
+
+def patch_results(http_result, info):
+    log(f"pgbench: the PATCH statements at {PATCH_CONNECTIONS} connections for {DURATION}s")
+    result = {"started": http_result.pop("started"), "machine": info, "duration_s": DURATION,
+              "rooms": PATCH_ROOMS, "http": http_result, "pgbench": pgbench_patch(PATCH_CONNECTIONS)}
+    result["ratio_to_pgbench"] = round(http_result["rps"] / result["pgbench"]["tps"], 3)
+    return result
+
+
+def now():
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
 def main():
     info = machine()
     log("machine: " + json.dumps(info))
-    results = {"machine": info, "duration_s": DURATION, "http": [], "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if ONLY == "patch":
+        main_patch_only(info)
+        return
+    results = {"machine": info, "duration_s": DURATION, "http": [], "started": now()}
 
-    process, base, token = start_service(database("bench_service"))
+    url = database("bench_service")
+    process, base, token = start_service(url)
     try:
         wrk(base, token, 8)  # warm-up: connections, prepared statements, JIT-free paths
         for connections in CONCURRENCIES:
@@ -180,17 +330,19 @@ def main():
             result = wrk(base, token, connections)
             time.sleep(1)  # let the relay drain before reading its delays
             after = histogram(base, "relay_publish_delay_seconds")
-            result["relay_delay_p50_ms"] = (lambda v: v and v * 1000)(quantile(before, after, 0.5))
-            result["relay_delay_p99_ms"] = (lambda v: v and v * 1000)(quantile(before, after, 0.99))
+            result.update(relay_delays(before, after))
             results["http"].append(dict(result, connections=connections))
         status = Path(f"/proc/{process.pid}/status").read_text()
         results["service_peak_rss_mib"] = round(int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024, 1)
+        patch_started = now()
+        patch = dict(patch_http(base, token, url), started=patch_started)
     finally:
         process.terminate()
         process.wait(timeout=30)
 
     log(f"pgbench: the same transaction shape at 32 connections for {DURATION}s")
     results["pgbench"] = pgbench(32)
+    results["patch"] = patch_results(patch, info)
     results["replay"] = replay()
 
     at32 = next((r for r in results["http"] if r["connections"] == 32), None)
@@ -202,17 +354,62 @@ def main():
     print_table(results)
 
 
-def print_table(r):
-    m = r["machine"]
+def main_patch_only(info):
+    """BENCH_ONLY=patch: the PATCH measurement alone, on a fresh service database. Its result
+    replaces the `patch` entry of OUT, whose other entries (an earlier full run) are kept."""
+    started = now()
+    url = database("bench_service")
+    process, base, token = start_service(url)
+    try:
+        patch = dict(patch_http(base, token, url), started=started)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    results = json.loads(OUT.read_text()) if OUT.exists() else {}
+    results["patch"] = patch_results(patch, info)
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(results, indent=2) + "\n")
+    print_machine(info, DURATION)
+    print_patch(results["patch"])
+    print(f"summary: {OUT} (its `patch` entry; the other entries are from the last full run)")
+
+
+def print_machine(m, duration):
     print(f"\nmachine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB; PostgreSQL {m['postgresql']}, "
           f"fsync={m['fsync']}, synchronous_commit={m['synchronous_commit']}, wal_sync_method={m['wal_sync_method']}, "
-          f"fdatasync {m.get('fdatasync_usecs_per_op', '?')} us/op; {r['duration_s']} s per run\n")
+          f"fdatasync {m.get('fdatasync_usecs_per_op', '?')} us/op; {duration} s per run\n")
+
+
+def relay_cells(h):
+    fmt = lambda v: "-" if v is None else f"≤{v:g}"
+    return f"{fmt(h['relay_delay_p50_ms'])} | {fmt(h['relay_delay_p99_ms'])}"
+
+
+def print_patch(r):
+    h, p = r["http"], r["pgbench"]
+    print(f"\nPATCH /rooms/{{id}}/settings (maxParticipants), random rooms among {r['rooms']}, started {r['started']}:\n")
+    print("| concurrency | requests/s | p50 ms | p99 ms | max ms | errors | relay delay p50 ms | relay delay p99 ms |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| {h['connections']} | {h['rps']} | {h['p50_us'] / 1000:.1f} | {h['p99_us'] / 1000:.1f} | "
+          f"{h['max_us'] / 1000:.1f} | {h['errors']} | {relay_cells(h)} |")
+    statuses = ", ".join(f"{s}: {n}" for s, n in sorted(h["non_200_by_status"].items())) or "none"
+    print(f"\n200s: {h['ok']} of {h['requests']} (non-200 by status: {statuses}; socket errors {h['socket_errors']}, "
+          f"timeouts {h['timeouts']}); SettingsUpdated events appended: {h['events_appended']} "
+          f"(the other 200s changed nothing); conflict retries: {h['conflict_retries']}; "
+          f"events per room at the end: {h['events_per_room_after']}")
+    failed = "?" if p["failed"] is None else p["failed"]
+    print(f"pgbench, the PATCH statements, {p['connections']} connections: {p['tps']} tps "
+          f"(latency avg {p['latency_avg_ms']} ms, failed {failed}, events per room at the end: {p['events_per_room_after']})")
+    print(f"PATCH at {h['connections']} / pgbench: {r['ratio_to_pgbench']:.0%}")
+
+
+def print_table(r):
+    print_machine(r["machine"], r["duration_s"])
     print("| concurrency | rooms/s | p50 ms | p99 ms | max ms | errors | relay delay p50 ms | relay delay p99 ms |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for h in r["http"]:
-        fmt = lambda v: "-" if v is None else f"≤{v:g}"
         print(f"| {h['connections']} | {h['rps']} | {h['p50_us'] / 1000:.1f} | {h['p99_us'] / 1000:.1f} | "
-              f"{h['max_us'] / 1000:.1f} | {h['errors']} | {fmt(h['relay_delay_p50_ms'])} | {fmt(h['relay_delay_p99_ms'])} |")
+              f"{h['max_us'] / 1000:.1f} | {h['errors']} | {relay_cells(h)} |")
     p = r["pgbench"]
     print(f"\npgbench, same transaction shape, 32 connections: {p['tps']} tps (latency avg {p['latency_avg_ms']} ms)")
     if "ratio_to_pgbench_at_32" in r:
@@ -220,6 +417,8 @@ def print_table(r):
     rp = r["replay"]
     print(f"replay: {rp['events']} events into {rp['rows']} rows in {rp['seconds']} s = {rp['events_per_second']:.0f} events/s")
     print(f"service peak RSS: {r['service_peak_rss_mib']} MiB")
+    if "patch" in r:
+        print_patch(r["patch"])
     print(f"summary: {OUT}")
 
 

@@ -10,7 +10,6 @@ use tokio::net::TcpListener;
 use crate::auth::Tokens;
 use crate::codes::CodeGenerator;
 use crate::commands::RoomCommands;
-use crate::event_store::EventRepository;
 use crate::http::{self, AppState, Limits};
 use crate::relay::RelayStatus;
 
@@ -22,7 +21,7 @@ pub fn build(
     relay: RelayStatus,
     limits: &Limits,
 ) -> Router {
-    let commands = RoomCommands::new(EventRepository::new(pool.clone()).into_store(), codes);
+    let commands = RoomCommands::new(pool.clone(), codes);
     let state = AppState {
         pool,
         tokens,

@@ -32,6 +32,8 @@ pub enum TokenError {
     Nul(&'static str),
     #[error("the token's `nbf` claim is not a number")]
     NotBeforeNotANumber,
+    #[error("a join token is accepted only by the participant endpoints")]
+    JoinTokenNotAccepted,
 }
 
 impl TokenError {
@@ -137,6 +139,7 @@ pub struct Tokens {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    join_validation: Validation,
     issuer: Option<String>,
     audience: Option<String>,
 }
@@ -160,10 +163,15 @@ impl Tokens {
             }
             None => validation.validate_aud = false,
         }
+        let mut join_validation = Validation::new(Algorithm::HS256);
+        join_validation.set_required_spec_claims(&["exp", "sub", "aud"]);
+        join_validation.set_audience(&[JOIN_AUDIENCE]);
+        join_validation.leeway = 30;
         Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
+            join_validation,
             issuer,
             audience,
         }
@@ -172,6 +180,16 @@ impl Tokens {
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         let payload =
             jsonwebtoken::decode::<Payload>(token, &self.decoding, &self.validation)?.claims;
+        let audiences = match &payload.claims.aud {
+            Some(serde_json::Value::String(aud)) => vec![aud.as_str()],
+            Some(serde_json::Value::Array(auds)) => {
+                auds.iter().filter_map(|a| a.as_str()).collect()
+            }
+            _ => Vec::new(),
+        };
+        if audiences.contains(&JOIN_AUDIENCE) {
+            return Err(TokenError::JoinTokenNotAccepted);
+        }
         check_not_before(payload.nbf.as_ref())?;
         payload.claims.check_texts()?;
         Ok(payload.claims)
@@ -194,6 +212,52 @@ impl Tokens {
             &claims,
             &self.encoding,
         )?)
+    }
+}
+
+/// The audience of join tokens: the signalling and media layers accept them; the API accepts
+/// them on the participant endpoints only.
+pub const JOIN_AUDIENCE: &str = "neuronmeet:room";
+/// How long a join token is valid.
+pub const JOIN_TOKEN_TTL: Duration = Duration::from_secs(4 * 3600);
+
+/// A join token's claims: `sub` is the participant, `room` the room.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JoinClaims {
+    pub sub: String,
+    pub room: String,
+    pub role: String,
+    pub aud: String,
+    pub iat: u64,
+    pub exp: u64,
+}
+
+impl Tokens {
+    /// A join token for a participant of a room, and when it expires (seconds since the epoch).
+    pub fn mint_join(
+        &self,
+        participant_id: &str,
+        room_id: &str,
+        role: &str,
+    ) -> Result<(String, u64), TokenError> {
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = JoinClaims {
+            sub: participant_id.to_owned(),
+            room: room_id.to_owned(),
+            role: role.to_owned(),
+            aud: JOIN_AUDIENCE.to_owned(),
+            iat: now,
+            exp: now + JOIN_TOKEN_TTL.as_secs(),
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
+        Ok((token, claims.exp))
+    }
+
+    pub fn verify_join(&self, token: &str) -> Result<JoinClaims, TokenError> {
+        Ok(
+            jsonwebtoken::decode::<JoinClaims>(token, &self.decoding, &self.join_validation)?
+                .claims,
+        )
     }
 }
 

@@ -11,15 +11,18 @@ use cqrs_es::persist::EventStoreAggregateContext;
 use cqrs_es::{Aggregate, AggregateError, EventStore};
 
 use crate::codes::CodeGenerator;
-use crate::event_store::RoomStore;
+use crate::db;
+use crate::event_store::{EventRepository, RoomStore};
 use crate::idempotency::{self, Idempotency, KeyUsed};
+use crate::read_models::room_states;
 use crate::read_models::rooms::CodeTaken;
+use sqlx::PgPool;
 
 /// Draws per create before giving up, as the API specification says.
 pub const MAX_CODE_ATTEMPTS: u32 = 10;
 pub const CODES_EXHAUSTED: &str = "failed to generate unique room code after 10 attempts";
 /// Tries of a command on an existing room when another command appended first.
-pub const MAX_CONFLICT_ATTEMPTS: u32 = 5;
+pub const MAX_CONFLICT_ATTEMPTS: u32 = 10;
 
 /// What the client sent; `None` means the field was absent (the default applies).
 #[derive(Debug, Clone, Default)]
@@ -47,15 +50,19 @@ pub enum CommandError {
 
 #[derive(Clone)]
 pub struct RoomCommands {
+    pool: PgPool,
     store: Arc<RoomStore>,
     codes: Arc<dyn CodeGenerator>,
+    queues: Arc<RoomQueues>,
 }
 
 impl RoomCommands {
-    pub fn new(store: RoomStore, codes: Arc<dyn CodeGenerator>) -> Self {
+    pub fn new(pool: PgPool, codes: Arc<dyn CodeGenerator>) -> Self {
         Self {
-            store: Arc::new(store),
+            store: Arc::new(EventRepository::new(pool.clone()).into_store()),
+            pool,
             codes,
+            queues: Arc::default(),
         }
     }
 
@@ -123,8 +130,12 @@ impl RoomCommands {
             ("requestId".to_owned(), request_id),
             ("userId".to_owned(), command.user_id().to_owned()),
         ]);
+        // Commands on one room are decided one after another in this instance: a crowd joining
+        // one room would otherwise conflict, reload and conflict again. Across instances the
+        // events' primary key still decides, and the loser is decided again.
+        let _turn = self.queues.turn(room_id).await;
         for attempt in 1..=MAX_CONFLICT_ATTEMPTS {
-            let mut context = self.store.load_aggregate(room_id).await?;
+            let mut context = self.load(room_id).await?;
             let sink = EventSink::default();
             context
                 .aggregate
@@ -198,6 +209,26 @@ impl RoomCommands {
         Err(CommandError::CodesExhausted)
     }
 
+    /// The room as its last command left it: its state row (one read, however long its
+    /// history), or, for a room from before state rows were kept, its events.
+    async fn load(&self, room_id: &str) -> Result<EventStoreAggregateContext<Room>, CommandError> {
+        let state = room_states::load(&self.pool, room_id)
+            .await
+            .map_err(|error| match db::is_unavailable(&error) {
+                true => CommandError::Unavailable(Box::new(error)),
+                false => CommandError::Failed(Box::new(error)),
+            })?;
+        match state {
+            Some((sequence, room)) => Ok(EventStoreAggregateContext {
+                aggregate_id: room_id.to_owned(),
+                aggregate: room,
+                current_sequence: sequence as usize,
+                current_snapshot: None,
+            }),
+            None => Ok(self.store.load_aggregate(room_id).await?),
+        }
+    }
+
     /// `CqrsFramework::execute` for an aggregate that cannot have history yet (its id was just
     /// generated): the framework would first SELECT the empty event stream; this starts from
     /// the empty context instead, and commits through the same event store.
@@ -226,6 +257,30 @@ impl RoomCommands {
     }
 }
 
+/// One queue per room with commands in flight in this instance.
+#[derive(Default)]
+struct RoomQueues(std::sync::Mutex<HashMap<String, std::sync::Weak<tokio::sync::Mutex<()>>>>);
+
+impl RoomQueues {
+    /// Waits for the room's turn; the turn ends when the guard is dropped.
+    async fn turn(&self, room_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let queue = {
+            let mut queues = self.0.lock().expect("room queues lock");
+            match queues.get(room_id).and_then(std::sync::Weak::upgrade) {
+                Some(queue) => queue,
+                None => {
+                    // Forget rooms nobody waits for any more, so the map stays small.
+                    queues.retain(|_, queue| queue.strong_count() > 0);
+                    let queue = Arc::new(tokio::sync::Mutex::new(()));
+                    queues.insert(room_id.to_owned(), Arc::downgrade(&queue));
+                    queue
+                }
+            }
+        };
+        queue.lock_owned().await
+    }
+}
+
 /// The time of a command, in milliseconds: the precision of the API's timestamps, so views
 /// rebuilt from the log are identical to the ones written by the command.
 pub fn now() -> DateTime<Utc> {
@@ -239,13 +294,7 @@ pub fn now() -> DateTime<Utc> {
 fn record(command: &'static str, error: Option<&CommandError>) {
     let (outcome, reason) = match error {
         None => ("accepted", None),
-        Some(CommandError::Rejected(RoomError::Invalid(_))) => ("rejected", Some("validation")),
-        Some(CommandError::Rejected(RoomError::AlreadyExists(_))) => {
-            ("rejected", Some("already_exists"))
-        }
-        Some(CommandError::Rejected(RoomError::NotFound)) => ("rejected", Some("not_found")),
-        Some(CommandError::Rejected(RoomError::NotHost)) => ("rejected", Some("not_host")),
-        Some(CommandError::Rejected(RoomError::Ended)) => ("rejected", Some("ended")),
+        Some(CommandError::Rejected(rejected)) => ("rejected", Some(rejected.reason())),
         Some(CommandError::CodesExhausted) => ("rejected", Some("codes_exhausted")),
         Some(CommandError::Conflict) => ("conflict", None),
         Some(CommandError::KeyUsed) => ("rejected", Some("idempotency_key_used")),

@@ -1,7 +1,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{RoomCode, SettingsChanges};
+use crate::{Actor, Joiner, RoomCode, SettingsChanges};
 
 /// The acting user, as the authentication layer identified them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,6 +17,10 @@ pub enum RoomCommand {
     CreateRoom(CreateRoom),
     UpdateSettings(UpdateSettings),
     EndRoom(EndRoom),
+    JoinRoom(JoinRoom),
+    AdmitParticipant(Decide),
+    DenyParticipant(Decide),
+    RemoveParticipant(RemoveParticipant),
 }
 
 impl RoomCommand {
@@ -26,6 +30,10 @@ impl RoomCommand {
             Self::CreateRoom(_) => "CreateRoom",
             Self::UpdateSettings(_) => "UpdateSettings",
             Self::EndRoom(_) => "EndRoom",
+            Self::JoinRoom(_) => "JoinRoom",
+            Self::AdmitParticipant(_) => "AdmitParticipant",
+            Self::DenyParticipant(_) => "DenyParticipant",
+            Self::RemoveParticipant(_) => "RemoveParticipant",
         }
     }
 
@@ -35,6 +43,14 @@ impl RoomCommand {
             Self::CreateRoom(create) => &create.host.id,
             Self::UpdateSettings(update) => &update.by,
             Self::EndRoom(end) => &end.by,
+            Self::JoinRoom(join) => match &join.joiner {
+                Joiner::User(user) => &user.id,
+                Joiner::Guest { .. } => &join.participant_id,
+            },
+            Self::AdmitParticipant(decide) | Self::DenyParticipant(decide) => &decide.by,
+            Self::RemoveParticipant(remove) => match &remove.by {
+                Actor::User(id) | Actor::Participant(id) => id,
+            },
         }
     }
 }
@@ -68,4 +84,28 @@ pub struct CreateRoom {
     pub name: Option<String>,
     pub waiting_room: Option<bool>,
     pub max_participants: Option<i64>,
+}
+
+/// Join a room. `participant_id` is fresh: the id the participant gets if they are new.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinRoom {
+    pub participant_id: String,
+    pub joiner: Joiner,
+    pub at: DateTime<Utc>,
+}
+
+/// The host admits or denies a participant of the waiting room.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decide {
+    pub by: String,
+    pub participant_id: String,
+    pub at: DateTime<Utc>,
+}
+
+/// A participant leaves, or the host removes them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoveParticipant {
+    pub by: Actor,
+    pub participant_id: String,
+    pub at: DateTime<Utc>,
 }

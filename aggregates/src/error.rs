@@ -28,6 +28,20 @@ pub enum RoomError {
     NotHost,
     #[error("the room has ended")]
     Ended,
+    #[error("the room is locked")]
+    Locked,
+    #[error("the room does not admit guests")]
+    GuestsNotAllowed,
+    #[error("the room is full")]
+    Full,
+    #[error("{0} participants have joined; maxParticipants cannot be lower")]
+    MoreJoinedThan(usize),
+    #[error("no such participant")]
+    NoSuchParticipant,
+    #[error("the participant is not waiting")]
+    NotWaiting,
+    #[error("only the participant themself or the room's host may do this")]
+    NotSelfOrHost,
 }
 
 fn describe(violations: &[FieldViolation]) -> String {
@@ -36,4 +50,24 @@ fn describe(violations: &[FieldViolation]) -> String {
         .map(|v| format!("{} {}", v.field, v.message))
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+impl RoomError {
+    /// A short code for the rule that refused the command (metrics label it so).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Invalid(_) => "validation",
+            Self::AlreadyExists(_) => "already_exists",
+            Self::NotFound => "not_found",
+            Self::NotHost => "not_host",
+            Self::Ended => "ended",
+            Self::Locked => "locked",
+            Self::GuestsNotAllowed => "guests_not_allowed",
+            Self::Full => "full",
+            Self::MoreJoinedThan(_) => "more_joined",
+            Self::NoSuchParticipant => "no_such_participant",
+            Self::NotWaiting => "not_waiting",
+            Self::NotSelfOrHost => "not_self_or_host",
+        }
+    }
 }

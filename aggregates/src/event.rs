@@ -2,7 +2,7 @@ use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
-use crate::{Host, RoomCode, RoomSettings, SettingsChanges};
+use crate::{Host, LeaveReason, Role, RoomCode, RoomSettings, SettingsChanges};
 
 /// Semantic version of every event payload below; bump it when a payload changes shape.
 pub const EVENT_VERSION: &str = "1.0.0";
@@ -17,6 +17,11 @@ pub enum RoomEvent {
     RoomLocked(RoomLocked),
     RoomUnlocked(RoomUnlocked),
     RoomEnded(RoomEnded),
+    ParticipantJoined(ParticipantEntered),
+    ParticipantWaiting(ParticipantEntered),
+    ParticipantAdmitted(ParticipantDecided),
+    ParticipantDenied(ParticipantDecided),
+    ParticipantLeft(ParticipantLeft),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,6 +95,41 @@ pub struct RoomEnded {
     pub ended_by: String,
 }
 
+/// A participant joined, or entered the waiting room.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParticipantEntered {
+    pub room_id: String,
+    pub participant_id: String,
+    /// The signed-in user; null for guests.
+    pub user_id: Option<String>,
+    pub display_name: String,
+    pub avatar_url: Option<String>,
+    pub role: Role,
+    pub muted: bool,
+    pub at: DateTime<Utc>,
+}
+
+/// The host admitted or denied a participant of the waiting room (or the room ended on them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParticipantDecided {
+    pub room_id: String,
+    pub participant_id: String,
+    /// The host, who decided.
+    pub by: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParticipantLeft {
+    pub room_id: String,
+    pub participant_id: String,
+    pub reason: LeaveReason,
+    pub at: DateTime<Utc>,
+}
+
 impl RoomEvent {
     pub fn name(&self) -> &'static str {
         match self {
@@ -99,6 +139,11 @@ impl RoomEvent {
             Self::RoomLocked(_) => "RoomLocked",
             Self::RoomUnlocked(_) => "RoomUnlocked",
             Self::RoomEnded(_) => "RoomEnded",
+            Self::ParticipantJoined(_) => "ParticipantJoined",
+            Self::ParticipantWaiting(_) => "ParticipantWaiting",
+            Self::ParticipantAdmitted(_) => "ParticipantAdmitted",
+            Self::ParticipantDenied(_) => "ParticipantDenied",
+            Self::ParticipantLeft(_) => "ParticipantLeft",
         }
     }
 }

@@ -8,17 +8,21 @@ mod code;
 mod command;
 mod error;
 mod event;
+mod participant;
 mod room;
 mod settings;
 mod validation;
 
 pub use code::{RoomCode, RoomCodeError};
-pub use command::{CreateRoom, EndRoom, Host, RoomCommand, UpdateSettings};
+pub use command::{
+    CreateRoom, Decide, EndRoom, Host, JoinRoom, RemoveParticipant, RoomCommand, UpdateSettings,
+};
 pub use error::{FieldViolation, RoomError};
 pub use event::{
-    RoomCreated, RoomEnded, RoomEvent, RoomLocked, RoomUnlocked, SettingsConfigured,
-    SettingsUpdated, EVENT_VERSION,
+    ParticipantDecided, ParticipantEntered, ParticipantLeft, RoomCreated, RoomEnded, RoomEvent,
+    RoomLocked, RoomUnlocked, SettingsConfigured, SettingsUpdated, EVENT_VERSION,
 };
+pub use participant::{Actor, Joiner, LeaveReason, Presence, Role, Status};
 pub use room::Room;
 pub use settings::{RoomSettings, SettingsChanges};
 pub use validation::{

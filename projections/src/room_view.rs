@@ -94,7 +94,29 @@ impl RoomView {
                 view.ended_at = Some(ended.ended_at);
                 Ok(view.changed(sequence, ended.ended_at))
             }
+            // Not the room view's concern (see `concerns`): the view stays as it is.
+            (
+                Some(view),
+                RoomEvent::ParticipantJoined(_)
+                | RoomEvent::ParticipantWaiting(_)
+                | RoomEvent::ParticipantAdmitted(_)
+                | RoomEvent::ParticipantDenied(_)
+                | RoomEvent::ParticipantLeft(_),
+            ) => Ok(view),
         }
+    }
+
+    /// Whether the event changes the room view: who is in the room does not (the participants
+    /// projection keeps that).
+    pub fn concerns(event: &RoomEvent) -> bool {
+        !matches!(
+            event,
+            RoomEvent::ParticipantJoined(_)
+                | RoomEvent::ParticipantWaiting(_)
+                | RoomEvent::ParticipantAdmitted(_)
+                | RoomEvent::ParticipantDenied(_)
+                | RoomEvent::ParticipantLeft(_)
+        )
     }
 
     fn changed(mut self, sequence: i64, at: DateTime<Utc>) -> Self {

@@ -42,6 +42,29 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
     }
 }
 
+/// A request body that is a JSON object, or no body at all (an empty object).
+pub struct MaybeJsonObject(pub Map<String, Value>);
+
+impl<S: Send + Sync> FromRequest<S> for MaybeJsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let empty = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|length| length == "0")
+            || (request.headers().get(header::CONTENT_TYPE).is_none()
+                && request.headers().get(header::TRANSFER_ENCODING).is_none()
+                && request.headers().get(header::CONTENT_LENGTH).is_none());
+        if empty {
+            return Ok(Self(Map::new()));
+        }
+        JsonObject::from_request(request, state)
+            .await
+            .map(|JsonObject(object)| Self(object))
+    }
+}
+
 async fn read_limited(body: Body) -> Result<axum::body::Bytes, ApiError> {
     axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await

@@ -1,13 +1,24 @@
-//! Who calls: the bearer token of a request, verified.
+//! Who calls: the bearer token of a request, verified. User tokens everywhere; join tokens
+//! (participants of a room) only where `Credential` is asked for.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
 use super::{ApiError, AppState};
-use crate::auth::Claims;
+use crate::auth::{Claims, JoinClaims};
 
-/// The authenticated caller, from `Authorization: Bearer <token>`.
+/// The authenticated user, from `Authorization: Bearer <token>`.
 pub struct Caller(pub Claims);
+
+/// The authenticated user, or nobody when the request has no `Authorization` header. A header
+/// with a bad token is still a 401.
+pub struct MaybeCaller(pub Option<Claims>);
+
+/// A user, or a participant of a room by their join token.
+pub enum Credential {
+    User(Claims),
+    Participant(JoinClaims),
+}
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
@@ -16,26 +27,63 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let header =
-            parts
-                .headers
-                .get(axum::http::header::AUTHORIZATION)
-                .ok_or(ApiError::Unauthorized(
-                    "missing Authorization header with a Bearer token".into(),
-                ))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|value| value.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .ok_or(ApiError::Unauthorized(
-                "the Authorization header must be `Bearer <token>`".into(),
-            ))?;
-        state
-            .tokens
-            .verify(token)
-            .map(Caller)
-            .map_err(|error| ApiError::Unauthorized(error.detail()))
+        let token = bearer(parts)?.ok_or(ApiError::Unauthorized(
+            "missing Authorization header with a Bearer token".into(),
+        ))?;
+        user(state, token).map(Caller)
     }
+}
+
+impl FromRequestParts<AppState> for MaybeCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match bearer(parts)? {
+            Some(token) => user(state, token).map(|claims| Self(Some(claims))),
+            None => Ok(Self(None)),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Credential {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts)?.ok_or(ApiError::Unauthorized(
+            "missing Authorization header with a Bearer token".into(),
+        ))?;
+        if let Ok(join) = state.tokens.verify_join(token) {
+            return Ok(Self::Participant(join));
+        }
+        user(state, token).map(Self::User)
+    }
+}
+
+fn user(state: &AppState, token: &str) -> Result<Claims, ApiError> {
+    state
+        .tokens
+        .verify(token)
+        .map_err(|error| ApiError::Unauthorized(error.detail()))
+}
+
+/// The bearer token, if the request has an `Authorization` header.
+fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
+    let Some(header) = parts.headers.get(axum::http::header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    header
+        .to_str()
+        .ok()
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| Some(token.trim()))
+        .ok_or(ApiError::Unauthorized(
+            "the Authorization header must be `Bearer <token>`".into(),
+        ))
 }

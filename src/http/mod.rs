@@ -5,6 +5,7 @@ mod caller;
 mod docs;
 mod fields;
 mod health;
+mod participants;
 mod problem;
 mod query;
 mod rooms;
@@ -27,7 +28,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
-pub use caller::Caller;
+pub use caller::{Caller, Credential, MaybeCaller};
 pub use problem::ApiError;
 
 use crate::auth::Tokens;
@@ -57,6 +58,7 @@ pub struct AppState {
     modifiers(&BearerAuth),
     tags(
         (name = "rooms", description = "Create and look up meeting rooms"),
+        (name = "participants", description = "Join rooms, the waiting room, and leave"),
         (name = "operations", description = "Health of the service"),
         (name = "documentation", description = "This document and its page"),
     )
@@ -86,6 +88,7 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(rooms::router())
         .merge(users::router())
+        .merge(participants::router())
         .merge(health::router())
         .merge(docs::router())
         .split_for_parts()

@@ -30,6 +30,8 @@ pub enum ApiError {
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
+    Gone(String),
+    #[error("{0}")]
     Unprocessable(String),
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
@@ -85,6 +87,7 @@ impl ApiError {
                 "Method not allowed",
             ),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
+            Self::Gone(_) => (StatusCode::GONE, "gone", "Gone"),
             Self::Unprocessable(_) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "unprocessable",
@@ -194,12 +197,21 @@ impl From<CommandError> for ApiError {
     fn from(error: CommandError) -> Self {
         match error {
             CommandError::Rejected(RoomError::Invalid(violations)) => Self::Validation(violations),
-            CommandError::Rejected(rejected @ (RoomError::AlreadyExists(_) | RoomError::Ended)) => {
-                Self::Conflict(rejected.to_string())
-            }
-            CommandError::Rejected(RoomError::NotFound) => Self::NotFound("no such room".into()),
-            CommandError::Rejected(rejected @ RoomError::NotHost) => {
-                Self::Forbidden(rejected.to_string())
+            CommandError::Rejected(rejected) => {
+                let detail = rejected.to_string();
+                match rejected {
+                    RoomError::NotFound | RoomError::NoSuchParticipant => Self::NotFound(detail),
+                    RoomError::NotHost
+                    | RoomError::NotSelfOrHost
+                    | RoomError::Locked
+                    | RoomError::GuestsNotAllowed => Self::Forbidden(detail),
+                    RoomError::AlreadyExists(_)
+                    | RoomError::Ended
+                    | RoomError::Full
+                    | RoomError::MoreJoinedThan(_)
+                    | RoomError::NotWaiting
+                    | RoomError::Invalid(_) => Self::Conflict(detail),
+                }
             }
             CommandError::CodesExhausted => Self::CodesExhausted,
             CommandError::Conflict | CommandError::KeyUsed => Self::Conflict(error.to_string()),

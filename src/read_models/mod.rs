@@ -2,6 +2,8 @@
 //! the log by replay. Each projection owns one table; the registry below is the one list that
 //! the event store, replay and the CLI go through.
 
+pub mod participants;
+pub mod room_states;
 pub mod rooms;
 
 use futures_util::future::BoxFuture;
@@ -38,7 +40,11 @@ pub trait Projection: Send + Sync {
 }
 
 /// Every inline projection, in the order a command's transaction applies them.
-pub static ALL: &[&dyn Projection] = &[&rooms::Rooms];
+pub static ALL: &[&dyn Projection] = &[
+    &rooms::Rooms,
+    &participants::Participants,
+    &room_states::RoomStates,
+];
 
 pub fn find(name: &str) -> Option<&'static dyn Projection> {
     ALL.iter().copied().find(|p| p.name() == name)

@@ -146,13 +146,16 @@ async fn project(
         if event.aggregate_type != Room::TYPE {
             continue;
         }
+        let decoded =
+            RoomEvent::deserialize(event.payload).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        if !RoomView::concerns(&decoded) {
+            continue;
+        }
         let current = match views.remove(event.aggregate_id) {
             Some(view) => Some(view),
             None if event.sequence == 1 => None,
             None => find_for_update(conn, table, event.aggregate_id).await?,
         };
-        let decoded =
-            RoomEvent::deserialize(event.payload).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
         let view = RoomView::apply(current, event.sequence, &decoded)
             .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
         views.insert(event.aggregate_id, view);

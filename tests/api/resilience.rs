@@ -12,7 +12,6 @@ use crate::common::{Options, Proxy, TestApp};
 use aggregates::RoomCode;
 use neuronmeet::codes::CodeGenerator;
 use neuronmeet::commands::{NewRoom, RoomCommands};
-use neuronmeet::event_store::EventRepository;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
@@ -231,10 +230,7 @@ async fn commands_abandoned_by_a_timeout_complete_on_their_own() {
     let (url, name) = common::fresh_database().await;
     let proxy = Arc::new(Proxy::with_latency(Duration::from_millis(2)));
     let pool = neuronmeet::db::connect_lazy(&proxy.start(&url).await, 1).unwrap();
-    let commands = RoomCommands::new(
-        EventRepository::new(pool.clone()).into_store(),
-        Arc::new(neuronmeet::codes::SecureCodes),
-    );
+    let commands = RoomCommands::new(pool.clone(), Arc::new(neuronmeet::codes::SecureCodes));
     let observer = sqlx::PgPool::connect(&url).await.unwrap();
     let count = |sql: String| {
         let observer = observer.clone();

@@ -1,20 +1,43 @@
 //! Ending a room.
 
 use super::Room;
-use crate::{EndRoom, RoomEnded, RoomError, RoomEvent};
+use crate::{
+    EndRoom, LeaveReason, ParticipantDecided, ParticipantLeft, RoomEnded, RoomError, RoomEvent,
+    Status,
+};
 
 impl Room {
-    /// Ending an ended room changes nothing: no event, no error.
+    /// Everyone joined leaves and everyone waiting is denied, then the room ends: the last
+    /// event of its history. Ending an ended room changes nothing: no event, no error.
     pub(super) fn end(&self, command: EndRoom) -> Result<Vec<RoomEvent>, RoomError> {
         let room_id = self.hosted_by(&command.by)?.to_owned();
         if self.ended {
             return Ok(Vec::new());
         }
-        Ok(vec![RoomEvent::RoomEnded(RoomEnded {
+        let mut events: Vec<RoomEvent> = self
+            .participants
+            .iter()
+            .map(|(id, presence)| match presence.status {
+                Status::Joined => RoomEvent::ParticipantLeft(ParticipantLeft {
+                    room_id: room_id.clone(),
+                    participant_id: id.clone(),
+                    reason: LeaveReason::RoomEnded,
+                    at: command.at,
+                }),
+                Status::Waiting => RoomEvent::ParticipantDenied(ParticipantDecided {
+                    room_id: room_id.clone(),
+                    participant_id: id.clone(),
+                    by: command.by.clone(),
+                    at: command.at,
+                }),
+            })
+            .collect();
+        events.push(RoomEvent::RoomEnded(RoomEnded {
             room_id,
             ended_at: command.at,
             ended_by: command.by,
-        })])
+        }));
+        Ok(events)
     }
 }
 

@@ -3,13 +3,16 @@
 
 mod create;
 mod lifecycle;
+mod participants;
 mod settings;
+
+use std::collections::BTreeMap;
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
-use crate::{RoomCommand, RoomError, RoomEvent, RoomSettings};
+use crate::{Presence, RoomCommand, RoomError, RoomEvent, RoomSettings, Status};
 
 /// What a room's decisions need to know of its history.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
@@ -19,6 +22,9 @@ pub struct Room {
     settings: RoomSettings,
     is_locked: bool,
     ended: bool,
+    /// Joined and waiting participants, by participant id; those who left or were denied are
+    /// gone.
+    participants: BTreeMap<String, Presence>,
 }
 
 impl Aggregate for Room {
@@ -38,6 +44,10 @@ impl Aggregate for Room {
             RoomCommand::CreateRoom(create) => self.create(create)?.to_vec(),
             RoomCommand::UpdateSettings(update) => self.update_settings(update)?,
             RoomCommand::EndRoom(end) => self.end(end)?,
+            RoomCommand::JoinRoom(join) => self.join(join)?,
+            RoomCommand::AdmitParticipant(decide) => self.admit(decide)?,
+            RoomCommand::DenyParticipant(decide) => self.deny(decide)?,
+            RoomCommand::RemoveParticipant(remove) => self.remove(remove)?,
         };
         for event in events {
             sink.write(event, self).await;
@@ -46,6 +56,14 @@ impl Aggregate for Room {
     }
 
     fn apply(&mut self, event: Self::Event) {
+        enum Kind {
+            Joined,
+            Other,
+        }
+        let event_kind = match event {
+            RoomEvent::ParticipantJoined(_) => Kind::Joined,
+            _ => Kind::Other,
+        };
         match event {
             RoomEvent::RoomCreated(created) => {
                 self.id = Some(created.room_id);
@@ -58,11 +76,45 @@ impl Aggregate for Room {
             RoomEvent::RoomLocked(_) => self.is_locked = true,
             RoomEvent::RoomUnlocked(_) => self.is_locked = false,
             RoomEvent::RoomEnded(_) => self.ended = true,
+            RoomEvent::ParticipantJoined(entered) | RoomEvent::ParticipantWaiting(entered) => {
+                let status = if matches!(event_kind, Kind::Joined) {
+                    Status::Joined
+                } else {
+                    Status::Waiting
+                };
+                self.participants.insert(
+                    entered.participant_id,
+                    Presence {
+                        user_id: entered.user_id,
+                        role: entered.role,
+                        status,
+                    },
+                );
+            }
+            RoomEvent::ParticipantAdmitted(admitted) => {
+                if let Some(presence) = self.participants.get_mut(&admitted.participant_id) {
+                    presence.status = Status::Joined;
+                }
+            }
+            RoomEvent::ParticipantDenied(decided) => {
+                self.participants.remove(&decided.participant_id);
+            }
+            RoomEvent::ParticipantLeft(left) => {
+                self.participants.remove(&left.participant_id);
+            }
         }
     }
 }
 
 impl Room {
+    /// How many participants have joined (the waiting room does not count).
+    fn joined(&self) -> usize {
+        self.participants
+            .values()
+            .filter(|p| p.status == Status::Joined)
+            .count()
+    }
+
     /// The room as its host may change it: it exists, `user` hosts it, and it has not ended.
     /// Ending an ended room is no change, so `end` checks the last rule itself.
     fn hosted_by(&self, user: &str) -> Result<&str, RoomError> {

@@ -21,6 +21,14 @@ impl Room {
         if !violations.is_empty() {
             return Err(RoomError::Invalid(violations));
         }
+        let joined = self.joined();
+        if command
+            .changes
+            .max_participants
+            .is_some_and(|max| (max as usize) < joined)
+        {
+            return Err(RoomError::MoreJoinedThan(joined));
+        }
         let mut events = Vec::new();
         let changes = command.changes.differences_from(&self.settings);
         if !changes.is_empty() {

@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 
 use super::{ApiError, AppState};
 use crate::read_models::rooms;
-pub use views::FullRoom;
+pub use views::{timestamp, FullRoom};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

@@ -1,0 +1,431 @@
+//! The participants resource: joining by room code, the participant list, the waiting room
+//! (admit, deny), and leaving.
+
+use aggregates::{
+    Actor, Decide, Host, JoinRoom, Joiner, RemoveParticipant, RoomCode, RoomCommand, RoomError,
+    Status,
+};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use projections::ParticipantView;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::body::MaybeJsonObject;
+use super::fields::{Fields, Nulls};
+use super::problem::Problem;
+use super::query::{Params, RawParams};
+use super::rooms::timestamp;
+use super::{request_id, ApiError, AppState, Caller, Credential, MaybeCaller};
+use crate::commands::{self, CommandError};
+use crate::read_models::{participants, rooms};
+
+/// Longest guest display name, in characters.
+const MAX_DISPLAY_NAME: usize = 50;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(join_room))
+        .routes(routes!(list_participants))
+        .routes(routes!(admit))
+        .routes(routes!(deny))
+        .routes(routes!(remove))
+}
+
+/// Join a room
+///
+/// With a user token, the user joins (the host at once, whatever the room's rules); without
+/// one, a guest joins under `displayName`. 201 joined, 202 in the waiting room, 200 already in
+/// the room (the same participant, a fresh token). The join token authenticates the
+/// participant to the signalling and media layers and to the participant endpoints.
+#[utoipa::path(
+    post,
+    path = "/rooms/code/{code}/join",
+    tag = "participants",
+    security((), ("bearer" = [])),
+    params(("code" = String, Path, description = "Room code, `xxx-xxx-xxx`", example = "abc-def-ghi")),
+    request_body(content = JoinRequest, content_type = "application/json",
+        description = "Required for guests (no token); optional for users.",
+        example = json!({"displayName": "Grace"})),
+    responses(
+        (status = 200, description = "Already in the room: the same participant, a fresh token.", body = Joined),
+        (status = 201, description = "Joined.", body = Joined),
+        (status = 202, description = "In the waiting room, until the host admits or denies.", body = Joined),
+        (status = 400, description = "Invalid body: each failing field is named in `errors`.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "An invalid token (a request without one joins as a guest).", body = Problem,
+            content_type = "application/problem+json", headers(("WWW-Authenticate" = String))),
+        (status = 403, description = "The room is locked, or admits no guests.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No room has this code.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The room is full.", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The room has ended.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable; retry later.", body = Problem,
+            content_type = "application/problem+json", headers(("Retry-After" = String))),
+    )
+)]
+async fn join_room(
+    State(state): State<AppState>,
+    MaybeCaller(caller): MaybeCaller,
+    headers: HeaderMap,
+    Path(code): Path<String>,
+    MaybeJsonObject(body): MaybeJsonObject,
+) -> Result<Response, ApiError> {
+    let mut fields = Fields::new(body, Nulls::Rejected);
+    let display_name = fields.string("displayName");
+    if let Some(name) = &display_name {
+        let chars = name.chars().count();
+        if !(1..=MAX_DISPLAY_NAME).contains(&chars) || name.contains('\0') {
+            fields.extend([aggregates::FieldViolation::new(
+                "displayName",
+                format!("must be 1 to {MAX_DISPLAY_NAME} characters"),
+            )]);
+        }
+    }
+    if caller.is_none() && display_name.is_none() {
+        fields.extend([aggregates::FieldViolation::new(
+            "displayName",
+            "is required to join as a guest (without a token)",
+        )]);
+    }
+    fields.finish()?;
+
+    let not_found = || ApiError::NotFound(format!("no room has code {code}"));
+    RoomCode::parse(&code).map_err(|_| not_found())?;
+    let room = rooms::find_by_code(&state.pool, &code)
+        .await?
+        .ok_or_else(not_found)?;
+    let participant_id = uuid::Uuid::now_v7().to_string();
+    let joiner = match &caller {
+        Some(claims) => {
+            let host = claims.host();
+            Joiner::User(Host {
+                display_name: display_name.unwrap_or(host.display_name),
+                ..host
+            })
+        }
+        None => Joiner::Guest {
+            display_name: display_name.unwrap_or_default(),
+        },
+    };
+    let command = RoomCommand::JoinRoom(JoinRoom {
+        participant_id: participant_id.clone(),
+        joiner,
+        at: commands::now(),
+    });
+    state
+        .commands
+        .execute(&room.id, command, request_id(&headers))
+        .await
+        .map_err(|error| match error {
+            CommandError::Rejected(RoomError::Ended) => ApiError::Gone("the room has ended".into()),
+            error => error.into(),
+        })?;
+    let participant = match &caller {
+        Some(claims) => participants::find_user(&state.pool, &room.id, &claims.sub).await?,
+        None => participants::find(&state.pool, &room.id, &participant_id).await?,
+    }
+    .ok_or_else(|| ApiError::Internal("a participant who joined has no row".into()))?;
+    let status = match (participant.id == participant_id, participant.status) {
+        (false, _) => StatusCode::OK,
+        (true, Status::Joined) => StatusCode::CREATED,
+        (true, Status::Waiting) => StatusCode::ACCEPTED,
+    };
+    let (join_token, expires) = state
+        .tokens
+        .mint_join(
+            &participant.id,
+            &room.id,
+            participants::role_text(participant.role),
+        )
+        .map_err(|e| ApiError::Internal(Box::new(e)))?;
+    let expires_at = DateTime::from_timestamp(expires as i64, 0).unwrap_or_default();
+    Ok((
+        status,
+        Json(Joined {
+            participant: ParticipantBody::from(participant),
+            join_token,
+            expires_at,
+        }),
+    )
+        .into_response())
+}
+
+/// The participants
+///
+/// Joined participants in the order they joined, for the host or a joined participant (by user
+/// or join token); `?status=waiting`, the waiting room, for the host.
+#[utoipa::path(
+    get,
+    path = "/rooms/{id}/participants",
+    tag = "participants",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "Room id"),
+        ("status" = Option<String>, Query, description = "`joined` (default) or `waiting` (host only)."),
+    ),
+    responses(
+        (status = 200, description = "The participants.", body = ParticipantList),
+        (status = 400, description = "Invalid query parameter.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token.", body = Problem,
+            content_type = "application/problem+json", headers(("WWW-Authenticate" = String))),
+        (status = 403, description = "Neither the host nor a joined participant of this room.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No room has this id.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable; retry later.", body = Problem,
+            content_type = "application/problem+json", headers(("Retry-After" = String))),
+    )
+)]
+async fn list_participants(
+    State(state): State<AppState>,
+    credential: Credential,
+    Path(id): Path<String>,
+    query: RawParams,
+) -> Result<Json<ParticipantList>, ApiError> {
+    let mut params = Params::new(query)?;
+    let status = match params.one_of("status", &["joined", "waiting"], "joined") {
+        "waiting" => Status::Waiting,
+        _ => Status::Joined,
+    };
+    params.finish()?;
+    let room = find_room(&state, &id).await?;
+    let host = matches!(&credential, Credential::User(claims) if claims.sub == room.host_id);
+    if !host {
+        let me = match &credential {
+            Credential::User(claims) => {
+                participants::find_user(&state.pool, &id, &claims.sub).await?
+            }
+            Credential::Participant(join) if join.room == id => {
+                participants::find(&state.pool, &id, &join.sub).await?
+            }
+            Credential::Participant(_) => None,
+        };
+        let joined = me.is_some_and(|p| p.status == Status::Joined);
+        if !joined || status == Status::Waiting {
+            return Err(ApiError::Forbidden(
+                "only the host, or a joined participant for the joined list, may see this".into(),
+            ));
+        }
+    }
+    let items = participants::list(&state.pool, &id, status)
+        .await?
+        .into_iter()
+        .map(ParticipantBody::from)
+        .collect();
+    Ok(Json(ParticipantList { items }))
+}
+
+/// Admit a participant
+///
+/// The host lets a participant in from the waiting room.
+#[utoipa::path(
+    post,
+    path = "/rooms/{id}/participants/{pid}/admit",
+    tag = "participants",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Room id"), ("pid" = String, Path, description = "Participant id")),
+    responses(
+        (status = 200, description = "The participant, now joined.", body = ParticipantBody),
+        (status = 401, description = "Missing or invalid token.", body = Problem,
+            content_type = "application/problem+json", headers(("WWW-Authenticate" = String))),
+        (status = 403, description = "The caller is not the room's host.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such room, or no such participant in it.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The room is full.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable; retry later.", body = Problem,
+            content_type = "application/problem+json", headers(("Retry-After" = String))),
+    )
+)]
+async fn admit(
+    state: State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    path: Path<(String, String)>,
+) -> Result<Json<ParticipantBody>, ApiError> {
+    decide(state, caller, headers, path, true).await
+}
+
+/// Deny a participant
+///
+/// The host turns a participant of the waiting room away.
+#[utoipa::path(
+    post,
+    path = "/rooms/{id}/participants/{pid}/deny",
+    tag = "participants",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Room id"), ("pid" = String, Path, description = "Participant id")),
+    responses(
+        (status = 200, description = "The participant, now denied (and gone from the room).", body = ParticipantBody),
+        (status = 401, description = "Missing or invalid token.", body = Problem,
+            content_type = "application/problem+json", headers(("WWW-Authenticate" = String))),
+        (status = 403, description = "The caller is not the room's host.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such room, or no such participant in it.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The participant is not waiting.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable; retry later.", body = Problem,
+            content_type = "application/problem+json", headers(("Retry-After" = String))),
+    )
+)]
+async fn deny(
+    state: State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    path: Path<(String, String)>,
+) -> Result<Json<ParticipantBody>, ApiError> {
+    decide(state, caller, headers, path, false).await
+}
+
+async fn decide(
+    State(state): State<AppState>,
+    Caller(claims): Caller,
+    headers: HeaderMap,
+    Path((id, pid)): Path<(String, String)>,
+    admit: bool,
+) -> Result<Json<ParticipantBody>, ApiError> {
+    find_room(&state, &id).await?;
+    let before = participants::find(&state.pool, &id, &pid)
+        .await?
+        .ok_or_else(no_such_participant)?;
+    let decision = Decide {
+        by: claims.sub,
+        participant_id: pid.clone(),
+        at: commands::now(),
+    };
+    let command = if admit {
+        RoomCommand::AdmitParticipant(decision)
+    } else {
+        RoomCommand::DenyParticipant(decision)
+    };
+    state
+        .commands
+        .execute(&id, command, request_id(&headers))
+        .await?;
+    if !admit {
+        let mut denied = ParticipantBody::from(before);
+        denied.status = "denied";
+        return Ok(Json(denied));
+    }
+    let after = participants::find(&state.pool, &id, &pid)
+        .await?
+        .ok_or_else(no_such_participant)?;
+    Ok(Json(ParticipantBody::from(after)))
+}
+
+/// Leave, or remove a participant
+///
+/// A participant leaves (with their user token or join token), or the host removes them.
+#[utoipa::path(
+    delete,
+    path = "/rooms/{id}/participants/{pid}",
+    tag = "participants",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Room id"), ("pid" = String, Path, description = "Participant id")),
+    responses(
+        (status = 204, description = "Gone from the room."),
+        (status = 401, description = "Missing or invalid token.", body = Problem,
+            content_type = "application/problem+json", headers(("WWW-Authenticate" = String))),
+        (status = 403, description = "Neither the participant nor the room's host.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such room, or no such participant in it.", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable; retry later.", body = Problem,
+            content_type = "application/problem+json", headers(("Retry-After" = String))),
+    )
+)]
+async fn remove(
+    State(state): State<AppState>,
+    credential: Credential,
+    headers: HeaderMap,
+    Path((id, pid)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    find_room(&state, &id).await?;
+    let by = match credential {
+        Credential::User(claims) => Actor::User(claims.sub),
+        Credential::Participant(join) if join.room == id => Actor::Participant(join.sub),
+        Credential::Participant(_) => {
+            return Err(ApiError::Forbidden(
+                "this join token is for another room".into(),
+            ))
+        }
+    };
+    let command = RoomCommand::RemoveParticipant(RemoveParticipant {
+        by,
+        participant_id: pid,
+        at: commands::now(),
+    });
+    state
+        .commands
+        .execute(&id, command, request_id(&headers))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn find_room(state: &AppState, id: &str) -> Result<projections::RoomView, ApiError> {
+    let not_found = || ApiError::NotFound(format!("no room has id {id}"));
+    uuid::Uuid::parse_str(id).map_err(|_| not_found())?;
+    rooms::find_by_id(&state.pool, id)
+        .await?
+        .ok_or_else(not_found)
+}
+
+fn no_such_participant() -> ApiError {
+    ApiError::NotFound("no such participant in this room".into())
+}
+
+/// The body of a join: the display name, required for guests.
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)]
+struct JoinRequest {
+    /// 1 to 50 characters. For users, it replaces the name from the token in this room.
+    #[schema(nullable = false, min_length = 1, max_length = 50)]
+    display_name: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct Joined {
+    participant: ParticipantBody,
+    /// HS256 JWT, `aud` `neuronmeet:room`, `sub` the participant, `room`, `role`; valid 4 h.
+    join_token: String,
+    #[serde(serialize_with = "timestamp")]
+    #[schema(value_type = String, format = DateTime)]
+    expires_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct ParticipantList {
+    items: Vec<ParticipantBody>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct ParticipantBody {
+    id: String,
+    room_id: String,
+    display_name: String,
+    avatar_url: Option<String>,
+    /// `host`, `member` or `guest`.
+    #[schema(value_type = String, pattern = "^(host|member|guest)$")]
+    role: &'static str,
+    /// `joined`, `waiting`, or `denied` (in the answer to a deny).
+    #[schema(value_type = String, pattern = "^(joined|waiting|denied)$")]
+    status: &'static str,
+    muted: bool,
+    #[serde(serialize_with = "timestamp")]
+    #[schema(value_type = String, format = DateTime)]
+    joined_at: DateTime<Utc>,
+}
+
+impl From<ParticipantView> for ParticipantBody {
+    fn from(view: ParticipantView) -> Self {
+        Self {
+            role: participants::role_text(view.role),
+            status: participants::status_text(view.status),
+            id: view.id,
+            room_id: view.room_id,
+            display_name: view.display_name,
+            avatar_url: view.avatar_url,
+            muted: view.muted,
+            joined_at: view.joined_at,
+        }
+    }
+}

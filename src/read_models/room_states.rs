@@ -1,0 +1,132 @@
+//! The `room_states` table: each room's aggregate state after its last event, so that a command
+//! loads one row instead of a long room's every event (cqrs-es 0.5's snapshots apply events
+//! twice, docs/architecture.md).
+
+use std::collections::HashMap;
+
+use aggregates::{Room, RoomEvent};
+use cqrs_es::Aggregate;
+use serde::Deserialize;
+use sqlx::types::Json;
+use sqlx::{PgConnection, PgExecutor};
+
+use super::{Projection, StoredEvent};
+
+const TABLE: &str = "room_states";
+
+pub struct RoomStates;
+
+impl Projection for RoomStates {
+    fn name(&self) -> &'static str {
+        TABLE
+    }
+
+    fn table(&self) -> &'static str {
+        TABLE
+    }
+
+    fn apply<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        table: &'a str,
+        events: &'a [StoredEvent<'a>],
+    ) -> futures_util::future::BoxFuture<'a, Result<(), sqlx::Error>> {
+        Box::pin(project(conn, table, events))
+    }
+
+    fn violation(&self, _constraint: &str) -> Option<crate::BoxError> {
+        None
+    }
+}
+
+/// The room's state and the sequence of its last event, if it has a state row.
+pub async fn load<'e>(
+    db: impl PgExecutor<'e>,
+    room_id: &str,
+) -> Result<Option<(i64, Room)>, sqlx::Error> {
+    let row: Option<(i64, Json<Room>)> = sqlx::query_as(&format!(
+        "SELECT sequence, state FROM {TABLE} WHERE room_id = $1"
+    ))
+    .bind(room_id)
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|(sequence, Json(room))| (sequence, room)))
+}
+
+async fn project(
+    conn: &mut PgConnection,
+    table: &str,
+    events: &[StoredEvent<'_>],
+) -> Result<(), sqlx::Error> {
+    let mut states: HashMap<&str, (i64, Room)> = HashMap::new();
+    for event in events {
+        if event.aggregate_type != Room::TYPE {
+            continue;
+        }
+        let decoded = decode(event.payload)?;
+        let (_, mut room) = match states.remove(event.aggregate_id) {
+            Some(state) => state,
+            None if event.sequence == 1 => (0, Room::default()),
+            None => current(conn, table, event.aggregate_id, event.sequence).await?,
+        };
+        room.apply(decoded);
+        states.insert(event.aggregate_id, (event.sequence, room));
+    }
+    if states.is_empty() {
+        return Ok(());
+    }
+    let (mut ids, mut sequences, mut rooms) = (Vec::new(), Vec::new(), Vec::new());
+    for (id, (sequence, room)) in states {
+        ids.push(id);
+        sequences.push(sequence);
+        rooms.push(Json(room));
+    }
+    sqlx::query(&format!(
+        "INSERT INTO {table} (room_id, sequence, state) \
+         SELECT * FROM UNNEST($1::text[], $2::int8[], $3::jsonb[]) \
+         ON CONFLICT (room_id) DO UPDATE SET sequence = EXCLUDED.sequence, state = EXCLUDED.state"
+    ))
+    .bind(ids)
+    .bind(sequences)
+    .bind(rooms)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// The room's state before the event with sequence `next`: its row, locked, or, for a room
+/// from before state rows were kept, its history folded.
+async fn current(
+    conn: &mut PgConnection,
+    table: &str,
+    room_id: &str,
+    next: i64,
+) -> Result<(i64, Room), sqlx::Error> {
+    let row: Option<(i64, Json<Room>)> = sqlx::query_as(&format!(
+        "SELECT sequence, state FROM {table} WHERE room_id = $1 FOR UPDATE"
+    ))
+    .bind(room_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some((sequence, Json(room))) = row {
+        return Ok((sequence, room));
+    }
+    let history: Vec<(i64, serde_json::Value)> = sqlx::query_as(
+        "SELECT sequence, payload FROM events \
+          WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence < $3 ORDER BY sequence",
+    )
+    .bind(Room::TYPE)
+    .bind(room_id)
+    .bind(next)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut room = Room::default();
+    for (_, payload) in &history {
+        room.apply(decode(payload)?);
+    }
+    Ok((next - 1, room))
+}
+
+fn decode(payload: &serde_json::Value) -> Result<RoomEvent, sqlx::Error> {
+    RoomEvent::deserialize(payload).map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
