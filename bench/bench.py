@@ -266,10 +266,9 @@ def patch_http(base, token, url):
         after = histogram(base, "relay_publish_delay_seconds")
         result.update(relay_delays(before, after))
         result["connections"] = PATCH_CONNECTIONS
+        # counted in the database: includes the commands of requests in flight when wrk stopped
         result["events_appended"] = settings_updates(url) - events_before
         result["conflict_retries"] = int(counter(base, "aggregate_conflicts_total") - conflicts_before)
-        # every SettingsUpdated in this database is on one of these rooms, which began with two events
-        result["events_per_room_after"] = round(2 + settings_updates(url) / PATCH_ROOMS, 2)
         return result
     finally:
         os.unlink(f.name)
@@ -277,13 +276,14 @@ def patch_http(base, token, url):
 
 def pgbench_patch(connections):
     """pgbench of bench/patch_shape.sql on PATCH_ROOMS rooms written to a fresh log (2 events
-    each, hosted by bench-user), with the room view built by `neuronmeet replay`."""
+    each, hosted by bench-user), with the read models built by `neuronmeet replay`."""
     url = database("bench_pgbench_patch")
     env = dict(os.environ, DATABASE_URL=url)
     subprocess.run([BIN, "migrate"], env=env, check=True, capture_output=True)
     write_rooms_log(url, PATCH_ROOMS, room_id="'00000000-0000-4000-8000-' || lpad(i::text, 12, '0')",
                     host_id="'bench-user'")
-    out = subprocess.run([BIN, "replay", "--projection", "rooms"], env=env, capture_output=True, text=True)
+    # every projection: the PATCH path reads room_states and rooms
+    out = subprocess.run([BIN, "replay"], env=env, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"replay (seeding pgbench's rooms) failed: {out.stderr}")
     run = subprocess.run(
@@ -296,13 +296,12 @@ def pgbench_patch(connections):
     latency = float(re.search(r"latency average = ([\d.]+) ms", run.stdout).group(1))
     failed = re.search(r"number of failed transactions: (\d+)", run.stdout)
     return {"connections": connections, "tps": round(tps, 1), "latency_avg_ms": latency,
-            "failed": int(failed.group(1)) if failed else None,
-            "events_per_room_after": round(2 + settings_updates(url) / PATCH_ROOMS, 2)}
+            "failed": int(failed.group(1)) if failed else None}
 
 
 def patch_results(http_result, info):
     log(f"pgbench: the PATCH statements at {PATCH_CONNECTIONS} connections for {DURATION}s")
-    result = {"started": http_result.pop("started"), "machine": info, "duration_s": DURATION,
+    result = {"started": http_result.pop("started"), "commit": commit(), "machine": info, "duration_s": DURATION,
               "rooms": PATCH_ROOMS, "http": http_result, "pgbench": pgbench_patch(PATCH_CONNECTIONS)}
     result["ratio_to_pgbench"] = round(http_result["rps"] / result["pgbench"]["tps"], 3)
     return result
@@ -312,13 +311,21 @@ def now():
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+def commit():
+    """The commit the binary was built from (bench/run builds the working tree: `-dirty` when it
+    differs from the commit)."""
+    out = subprocess.run(["git", "-C", str(HERE.parent), "describe", "--always", "--dirty"],
+                         capture_output=True, text=True)
+    return out.stdout.strip() or "unknown"
+
+
 def main():
     info = machine()
     log("machine: " + json.dumps(info))
     if ONLY == "patch":
         main_patch_only(info)
         return
-    results = {"machine": info, "duration_s": DURATION, "http": [], "started": now()}
+    results = {"machine": info, "duration_s": DURATION, "http": [], "started": now(), "commit": commit()}
 
     url = database("bench_service")
     process, base, token = start_service(url)
@@ -387,7 +394,8 @@ def relay_cells(h):
 
 def print_patch(r):
     h, p = r["http"], r["pgbench"]
-    print(f"\nPATCH /rooms/{{id}}/settings (maxParticipants), random rooms among {r['rooms']}, started {r['started']}:\n")
+    print(f"\nPATCH /rooms/{{id}}/settings (maxParticipants), random rooms among {r['rooms']}, "
+          f"started {r['started']}, built from {r['commit']}:\n")
     print("| concurrency | requests/s | p50 ms | p99 ms | max ms | errors | relay delay p50 ms | relay delay p99 ms |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     print(f"| {h['connections']} | {h['rps']} | {h['p50_us'] / 1000:.1f} | {h['p99_us'] / 1000:.1f} | "
@@ -395,11 +403,11 @@ def print_patch(r):
     statuses = ", ".join(f"{s}: {n}" for s, n in sorted(h["non_200_by_status"].items())) or "none"
     print(f"\n200s: {h['ok']} of {h['requests']} (non-200 by status: {statuses}; socket errors {h['socket_errors']}, "
           f"timeouts {h['timeouts']}); SettingsUpdated events appended: {h['events_appended']} "
-          f"(the other 200s changed nothing); conflict retries: {h['conflict_retries']}; "
-          f"events per room at the end: {h['events_per_room_after']}")
+          f"(counted in the database before and after, so with the requests still in flight when wrk "
+          f"stopped); conflict retries: {h['conflict_retries']}")
     failed = "?" if p["failed"] is None else p["failed"]
     print(f"pgbench, the PATCH statements, {p['connections']} connections: {p['tps']} tps "
-          f"(latency avg {p['latency_avg_ms']} ms, failed {failed}, events per room at the end: {p['events_per_room_after']})")
+          f"(latency avg {p['latency_avg_ms']} ms, failed {failed})")
     print(f"PATCH at {h['connections']} / pgbench: {r['ratio_to_pgbench']:.0%}")
 
 

@@ -10,8 +10,8 @@ CREATE TABLE idempotency_keys (
     -- The request body, canonical (keys sorted): a different body with the same key is a 422.
     request    text        NOT NULL,
     room_id    text        NOT NULL,
-    -- The first response's body; NULL until it is known.
-    response   jsonb,
+    -- The first response's body, byte for byte; NULL until it is known.
+    response   text,
     created_at timestamptz NOT NULL DEFAULT now(),
     -- A violation of this key means "this caller used this key before": answer as the first.
     CONSTRAINT idempotency_keys_pkey PRIMARY KEY (caller, key)

@@ -224,6 +224,8 @@ pub const JOIN_TOKEN_TTL: Duration = Duration::from_secs(4 * 3600);
 /// A join token's claims: `sub` is the participant, `room` the room.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JoinClaims {
+    /// Unique per token: each join gets a fresh one.
+    pub jti: String,
     pub sub: String,
     pub room: String,
     pub role: String,
@@ -242,6 +244,7 @@ impl Tokens {
     ) -> Result<(String, u64), TokenError> {
         let now = jsonwebtoken::get_current_timestamp();
         let claims = JoinClaims {
+            jti: uuid::Uuid::new_v4().to_string(),
             sub: participant_id.to_owned(),
             room: room_id.to_owned(),
             role: role.to_owned(),

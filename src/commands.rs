@@ -13,7 +13,7 @@ use cqrs_es::{Aggregate, AggregateError, EventStore};
 use crate::codes::CodeGenerator;
 use crate::db;
 use crate::event_store::{EventRepository, RoomStore};
-use crate::idempotency::{self, Idempotency, KeyUsed};
+use crate::idempotency::{self, Idempotency, KeyBusy, KeyUsed};
 use crate::read_models::room_states;
 use crate::read_models::rooms::CodeTaken;
 use sqlx::PgPool;
@@ -42,6 +42,8 @@ pub enum CommandError {
     Conflict,
     #[error("the idempotency key was used by an earlier request")]
     KeyUsed,
+    #[error("a request with this idempotency key is still being processed; retry shortly")]
+    KeyBusy,
     #[error("the database is unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the command failed")]
@@ -123,7 +125,7 @@ impl RoomCommands {
     async fn execute_to_completion(
         &self,
         room_id: &str,
-        command: RoomCommand,
+        mut command: RoomCommand,
         request_id: String,
     ) -> Result<(), CommandError> {
         let metadata = HashMap::from([
@@ -136,6 +138,7 @@ impl RoomCommands {
         let _turn = self.queues.turn(room_id).await;
         for attempt in 1..=MAX_CONFLICT_ATTEMPTS {
             let mut context = self.load(room_id).await?;
+            command.stamp(now());
             let sink = EventSink::default();
             context
                 .aggregate
@@ -198,6 +201,9 @@ impl RoomCommands {
                 Ok(()) => return Ok(room_id),
                 Err(AggregateError::UnexpectedError(error)) if error.is::<KeyUsed>() => {
                     return Err(CommandError::KeyUsed)
+                }
+                Err(AggregateError::UnexpectedError(error)) if error.is::<KeyBusy>() => {
+                    return Err(CommandError::KeyBusy)
                 }
                 Err(AggregateError::UnexpectedError(error)) if error.is::<CodeTaken>() => {
                     metrics::counter!("room_code_collisions_total").increment(1);
@@ -298,6 +304,7 @@ fn record(command: &'static str, error: Option<&CommandError>) {
         Some(CommandError::CodesExhausted) => ("rejected", Some("codes_exhausted")),
         Some(CommandError::Conflict) => ("conflict", None),
         Some(CommandError::KeyUsed) => ("rejected", Some("idempotency_key_used")),
+        Some(CommandError::KeyBusy) => ("rejected", Some("idempotency_key_busy")),
         Some(CommandError::Unavailable(_)) => ("unavailable", None),
         Some(CommandError::Failed(_)) => ("failed", None),
     };

@@ -16,7 +16,7 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 
 use crate::db::{self, Tx};
-use crate::idempotency::{self, KeyUsed};
+use crate::idempotency::{self, KeyBusy, KeyUsed};
 use crate::read_models::{self, StoredEvent};
 
 pub type RoomStore = PersistedEventStore<EventRepository, Room>;
@@ -40,8 +40,31 @@ impl EventRepository {
         PersistedEventStore::new_event_store(self)
     }
 
-    async fn insert_with_projections(&self, events: &[SerializedEvent]) -> Result<(), sqlx::Error> {
-        let mut tx = Tx::begin(&self.pool).await?;
+    async fn insert_with_projections(
+        &self,
+        events: &[SerializedEvent],
+    ) -> Result<(), PersistenceError> {
+        let key = idempotency::CURRENT.try_with(Clone::clone).ok();
+        let mut tx = Tx::begin(&self.pool).await.map_err(persistence_error)?;
+        if let Some(key) = &key {
+            if !idempotency::claim(tx.conn(), key)
+                .await
+                .map_err(persistence_error)?
+            {
+                return Err(PersistenceError::UnknownError(Box::new(KeyBusy)));
+            }
+        }
+        self.write(tx, events, key.as_ref())
+            .await
+            .map_err(persistence_error)
+    }
+
+    async fn write(
+        &self,
+        mut tx: Tx,
+        events: &[SerializedEvent],
+        key: Option<&idempotency::Idempotency>,
+    ) -> Result<(), sqlx::Error> {
         insert_events(tx.conn(), events).await?;
         let stored = events
             .iter()
@@ -53,10 +76,8 @@ impl EventRepository {
             })
             .collect::<Vec<_>>();
         read_models::apply_all(tx.conn(), &stored).await?;
-        if let (Ok(key), Some(first)) =
-            (idempotency::CURRENT.try_with(Clone::clone), events.first())
-        {
-            idempotency::record(tx.conn(), &key, &first.aggregate_id).await?;
+        if let (Some(key), Some(first)) = (key, events.first()) {
+            idempotency::record(tx.conn(), key, &first.aggregate_id).await?;
         }
         tx.commit().await
     }
@@ -142,9 +163,7 @@ impl PersistedEventRepository for EventRepository {
         events: &[SerializedEvent],
         _snapshot_update: Option<(String, Value, usize)>,
     ) -> Result<(), PersistenceError> {
-        self.insert_with_projections(events)
-            .await
-            .map_err(persistence_error)
+        self.insert_with_projections(events).await
     }
 
     async fn stream_events<A: Aggregate>(

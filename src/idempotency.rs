@@ -2,7 +2,6 @@
 //! of a caller with a key is recorded in its command's own transaction, and its response once
 //! known; a repeat within 24 hours gets that response again and creates nothing.
 
-use serde_json::Value;
 use sqlx::{PgConnection, PgExecutor};
 
 /// How long a key is remembered.
@@ -24,6 +23,11 @@ pub struct Idempotency {
 #[error("the idempotency key was used before")]
 pub struct KeyUsed;
 
+/// Another request with the key is running now.
+#[derive(Debug, thiserror::Error)]
+#[error("a request with this idempotency key is running")]
+pub struct KeyBusy;
+
 tokio::task_local! {
     /// The key of the command running in this task, recorded by the event store in the command's
     /// transaction (cqrs-es's commit carries events and metadata, nothing else).
@@ -36,6 +40,19 @@ pub const KEY_CONSTRAINT: &str = "idempotency_keys_pkey";
 /// A valid `Idempotency-Key` value: 1 to 255 printable ASCII characters.
 pub fn valid_key(value: &str) -> bool {
     (1..=MAX_KEY_LENGTH).contains(&value.len()) && value.bytes().all(|b| (0x20..0x7f).contains(&b))
+}
+
+/// Claims the key for this transaction, or says that another request with it runs now. An
+/// advisory lock, so the transaction takes no id here (its first write stays the events insert)
+/// and a repeat is told at once instead of waiting with a connection for the first to commit.
+pub async fn claim(conn: &mut PgConnection, key: &Idempotency) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT pg_try_advisory_xact_lock(hashtextextended(length($1) || ':' || $1 || $2, 0))",
+    )
+    .bind(&key.caller)
+    .bind(&key.key)
+    .fetch_one(conn)
+    .await
 }
 
 /// Records the key inside the command's transaction, after its events: the transaction takes
@@ -66,14 +83,15 @@ pub async fn record(
     .map(|_| ())
 }
 
-/// What the first request with this caller's key left: its request, and its response if known.
+/// What the first request with this caller's key left: its request, the room it created, and
+/// its response if known.
 pub async fn find<'e>(
     db: impl PgExecutor<'e>,
     caller: &str,
     key: &str,
-) -> Result<Option<(String, Option<Value>)>, sqlx::Error> {
+) -> Result<Option<(String, String, Option<String>)>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "SELECT request, response FROM idempotency_keys \
+        "SELECT request, room_id, response FROM idempotency_keys \
           WHERE caller = $1 AND key = $2 AND created_at >= now() - interval '{REMEMBERED}'"
     ))
     .bind(caller)
@@ -82,17 +100,21 @@ pub async fn find<'e>(
     .await
 }
 
-/// Keeps the first response, for repeats.
+/// Keeps the first response, byte for byte, for repeats; a response kept already stays.
 pub async fn save_response<'e>(
     db: impl PgExecutor<'e>,
-    key: &Idempotency,
-    response: &Value,
+    caller: &str,
+    key: &str,
+    response: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE idempotency_keys SET response = $3 WHERE caller = $1 AND key = $2")
-        .bind(&key.caller)
-        .bind(&key.key)
-        .bind(response)
-        .execute(db)
-        .await
-        .map(|_| ())
+    sqlx::query(
+        "UPDATE idempotency_keys SET response = $3 \
+          WHERE caller = $1 AND key = $2 AND response IS NULL",
+    )
+    .bind(caller)
+    .bind(key)
+    .bind(response)
+    .execute(db)
+    .await
+    .map(|_| ())
 }

@@ -37,6 +37,19 @@ impl RoomCommand {
         }
     }
 
+    /// Sets the time the command is decided at. A command decided again after a conflict takes
+    /// the time of its new attempt, so a room's events never go back in time.
+    pub fn stamp(&mut self, at: DateTime<Utc>) {
+        match self {
+            Self::CreateRoom(c) => c.at = at,
+            Self::UpdateSettings(c) => c.at = at,
+            Self::EndRoom(c) => c.at = at,
+            Self::JoinRoom(c) => c.at = at,
+            Self::AdmitParticipant(c) | Self::DenyParticipant(c) => c.at = at,
+            Self::RemoveParticipant(c) => c.at = at,
+        }
+    }
+
     /// The acting user's id.
     pub fn user_id(&self) -> &str {
         match self {

@@ -36,6 +36,8 @@ use crate::commands::RoomCommands;
 use crate::relay::RelayStatus;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
 #[derive(Clone)]
 pub struct AppState {
@@ -134,9 +136,14 @@ pub fn router(mut state: AppState, limits: &Limits) -> Router {
     let cors = (!limits.cors_origins.is_empty()).then(|| {
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(limits.cors_origins.clone()))
-            .allow_methods([Method::GET, Method::POST])
-            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, REQUEST_ID])
-            .expose_headers([header::LOCATION, REQUEST_ID])
+            .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                REQUEST_ID,
+                IDEMPOTENCY_KEY,
+            ])
+            .expose_headers([header::LOCATION, REQUEST_ID, IDEMPOTENT_REPLAYED])
     });
     routes
         .route_layer(axum::middleware::from_fn(crate::telemetry::track_requests))

@@ -165,7 +165,7 @@ async fn join_room(
     security(("bearer" = [])),
     params(
         ("id" = String, Path, description = "Room id"),
-        ("status" = Option<String>, Query, description = "`joined` (default) or `waiting` (host only)."),
+        ("status" = Option<ListedStatus>, Query, description = "`joined` (default) or `waiting` (host only)."),
     ),
     responses(
         (status = 200, description = "The participants.", body = ParticipantList),
@@ -391,6 +391,15 @@ struct Joined {
     expires_at: DateTime<Utc>,
 }
 
+/// Which participants to list. (Documentation only: `Params` reads the query.)
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum ListedStatus {
+    Joined,
+    Waiting,
+}
+
 #[derive(Serialize, ToSchema)]
 struct ParticipantList {
     items: Vec<ParticipantBody>,
@@ -402,6 +411,7 @@ struct ParticipantBody {
     id: String,
     room_id: String,
     display_name: String,
+    #[schema(required = true)]
     avatar_url: Option<String>,
     /// `host`, `member` or `guest`.
     #[schema(value_type = String, pattern = "^(host|member|guest)$")]

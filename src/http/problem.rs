@@ -214,7 +214,9 @@ impl From<CommandError> for ApiError {
                 }
             }
             CommandError::CodesExhausted => Self::CodesExhausted,
-            CommandError::Conflict | CommandError::KeyUsed => Self::Conflict(error.to_string()),
+            CommandError::Conflict | CommandError::KeyUsed | CommandError::KeyBusy => {
+                Self::Conflict(error.to_string())
+            }
             CommandError::Unavailable(source) => Self::Unavailable(source),
             CommandError::Failed(source) => Self::Internal(source),
         }

@@ -29,7 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     tag = "rooms",
     security(("bearer" = [])),
     params(
-        ("status" = Option<String>, Query, description = "`active`, `ended` or `all` (default)."),
+        ("status" = Option<RoomStatus>, Query, description = "`active`, `ended` or `all` (default)."),
         ("limit" = Option<i64>, Query, description = "Rooms per page, 1 to 100 (default 20).", minimum = 1, maximum = 100),
         ("cursor" = Option<String>, Query, description = "The `nextCursor` of the previous page."),
     ),
@@ -84,11 +84,22 @@ async fn my_rooms(
     Ok(Json(RoomPage { items, next_cursor }))
 }
 
+/// Which rooms to list. (Documentation only: `Params` reads the query.)
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum RoomStatus {
+    Active,
+    Ended,
+    All,
+}
+
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct RoomPage {
     items: Vec<FullRoom>,
     /// Pass as `cursor` for the next page; null on the last page.
+    #[schema(required = true)]
     next_cursor: Option<String>,
 }
 

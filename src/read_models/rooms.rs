@@ -96,19 +96,26 @@ pub async fn hosted_by<'e>(
         Status::Ended => "AND NOT is_active",
         Status::All => "",
     };
-    sqlx::query_as::<_, Stored>(&format!(
+    // Two statements, not `$3 IS NULL OR ...`: a generic plan could not use the cursor as an
+    // index bound.
+    let after_cursor = if after.is_some() {
+        "AND (created_at, id) < ($3, $4)"
+    } else {
+        ""
+    };
+    let sql = format!(
         "SELECT {COLUMNS} FROM {TABLE} \
-          WHERE host_id = $1 {status} \
-            AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3)) \
-          ORDER BY created_at DESC, id DESC LIMIT $4"
-    ))
-    .bind(host_id)
-    .bind(after.map(|a| a.created_at))
-    .bind(after.map(|a| a.id.as_str()))
-    .bind(limit)
-    .fetch_all(db)
-    .await
-    .map(|rows| rows.into_iter().map(|Stored(view)| view).collect())
+          WHERE host_id = $1 {status} {after_cursor} \
+          ORDER BY created_at DESC, id DESC LIMIT $2"
+    );
+    let mut query = sqlx::query_as::<_, Stored>(&sql).bind(host_id).bind(limit);
+    if let Some(after) = after {
+        query = query.bind(after.created_at).bind(after.id.as_str());
+    }
+    query
+        .fetch_all(db)
+        .await
+        .map(|rows| rows.into_iter().map(|Stored(view)| view).collect())
 }
 
 /// The current row in `table`, locked until the transaction ends, for applying further events.

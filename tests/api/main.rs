@@ -8,6 +8,7 @@ mod bad_requests;
 mod docs_page;
 mod openapi;
 mod operations;
+mod participants;
 mod relay;
 mod relay_faults;
 mod replay;

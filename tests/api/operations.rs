@@ -183,6 +183,44 @@ async fn cors_is_off_unless_origins_are_configured() {
         response.headers()["access-control-allow-origin"],
         "https://app.example.com"
     );
+    // Every method and request header the API takes, and the headers it answers with.
+    let patch = open
+        .client
+        .request(reqwest::Method::OPTIONS, open.url("/rooms/x/settings"))
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "PATCH")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type,idempotency-key,x-request-id",
+        )
+        .send()
+        .await
+        .unwrap();
+    let allowed = |name: &str| patch.headers()[name].to_str().unwrap().to_ascii_lowercase();
+    for method in ["get", "post", "patch", "delete"] {
+        assert!(
+            allowed("access-control-allow-methods").contains(method),
+            "{method}"
+        );
+    }
+    assert!(allowed("access-control-allow-headers").contains("idempotency-key"));
+    let created = open
+        .client
+        .post(open.url("/rooms"))
+        .bearer_auth(open.token("user-1"))
+        .header("origin", "https://app.example.com")
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    let exposed = created.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        exposed.contains("idempotent-replayed") && exposed.contains("location"),
+        "{exposed}"
+    );
     let other = open
         .client
         .get(open.url("/healthz"))

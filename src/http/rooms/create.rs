@@ -2,9 +2,8 @@
 
 use aggregates::{validate_room_fields, FieldViolation};
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
@@ -15,7 +14,7 @@ use crate::http::body::JsonObject;
 use crate::http::fields::{Fields, Nulls};
 use crate::http::problem::Problem;
 use crate::http::Caller;
-use crate::http::{request_id, ApiError, AppState};
+use crate::http::{request_id, ApiError, AppState, IDEMPOTENCY_KEY, IDEMPOTENT_REPLAYED};
 use crate::idempotency::{self, Idempotency};
 
 /// Create a room
@@ -86,21 +85,43 @@ pub(super) async fn create_room(
         }
         (Err(error), _) => return Err(error.into()),
     };
-    let room = full_room(&state, &room_id).await?;
-    if let Some(key) = &idempotency {
-        let body = serde_json::to_value(&room).expect("rooms serialize");
-        idempotency::save_response(&state.pool, key, &body).await?;
-    }
-    Ok(created_response(
-        &room_id,
-        Json(room).into_response(),
-        false,
-    ))
+    let body = respond(&state, &room_id, idempotency.as_ref()).await?;
+    Ok(created_response(&room_id, body, false))
 }
 
-fn created_response(room_id: &str, body: Response, replayed: bool) -> Response {
+/// The response to a create: the room as GET /rooms/{id} answers it, kept for repeats of the
+/// request when it has a key. In a task of its own, so that a client who hangs up (or a
+/// timeout) cannot leave a recorded key without its response.
+async fn respond(
+    state: &AppState,
+    room_id: &str,
+    key: Option<&Idempotency>,
+) -> Result<String, ApiError> {
+    let (state, room_id) = (state.clone(), room_id.to_owned());
+    let key = key.map(|k| (k.caller.clone(), k.key.clone()));
+    tokio::spawn(async move {
+        let room = full_room(&state, &room_id).await?;
+        let body = serde_json::to_string(&room).expect("rooms serialize");
+        if let Some((caller, key)) = key {
+            idempotency::save_response(&state.pool, &caller, &key, &body).await?;
+        }
+        Ok(body)
+    })
+    .await
+    .map_err(|join| ApiError::Internal(Box::new(join)))?
+}
+
+fn created_response(room_id: &str, body: String, replayed: bool) -> Response {
     let location = format!("/rooms/{room_id}");
-    let mut response = (StatusCode::CREATED, [(header::LOCATION, location)], body).into_response();
+    let mut response = (
+        StatusCode::CREATED,
+        [
+            (header::LOCATION, location),
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+        ],
+        body,
+    )
+        .into_response();
     if replayed {
         response
             .headers_mut()
@@ -127,9 +148,12 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 /// The response to the first request with this key, when there was one: the same status and
-/// body, marked as replayed. 422 when that request had another body; 409 while it still runs.
+/// body, byte for byte, marked as replayed; 422 when that request had another body. If that
+/// request committed but could not keep its response (the process died), the response is
+/// made now from the room, and kept.
 async fn first_response(state: &AppState, key: &Idempotency) -> Result<Option<Response>, ApiError> {
-    let Some((request, response)) = idempotency::find(&state.pool, &key.caller, &key.key).await?
+    let Some((request, room_id, response)) =
+        idempotency::find(&state.pool, &key.caller, &key.key).await?
     else {
         return Ok(None);
     };
@@ -138,21 +162,18 @@ async fn first_response(state: &AppState, key: &Idempotency) -> Result<Option<Re
             "this Idempotency-Key was used with a different request body".into(),
         ));
     }
-    let Some(body) = response else {
-        return Err(ApiError::Conflict(
-            "a request with this Idempotency-Key is still being processed; retry shortly".into(),
-        ));
+    let body = match response {
+        Some(body) => body,
+        None => {
+            respond(state, &room_id, Some(key)).await?;
+            idempotency::find(&state.pool, &key.caller, &key.key)
+                .await?
+                .and_then(|(_, _, response)| response)
+                .ok_or_else(|| ApiError::Internal("a kept response vanished".into()))?
+        }
     };
-    let room_id = body["id"].as_str().unwrap_or_default().to_owned();
-    Ok(Some(created_response(
-        &room_id,
-        Json(body).into_response(),
-        true,
-    )))
+    Ok(Some(created_response(&room_id, body, true)))
 }
-
-const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
-const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
 /// Reads the create-room fields, naming every problem at once. `null` counts as absent.
 fn parse_new_room(body: Map<String, Value>) -> Result<NewRoom, ApiError> {

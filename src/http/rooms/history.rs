@@ -83,6 +83,7 @@ pub(super) async fn room_events(
 pub(super) struct EventPage {
     items: Vec<RoomEventItem>,
     /// The `after` of the next page; null on the last page.
+    #[schema(required = true)]
     next_after: Option<i64>,
 }
 

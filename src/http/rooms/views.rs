@@ -55,7 +55,7 @@ pub struct FullRoom {
     updated_at: DateTime<Utc>,
     /// Null while the room is active.
     #[serde(serialize_with = "optional_timestamp")]
-    #[schema(value_type = Option<String>, format = DateTime)]
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     ended_at: Option<DateTime<Utc>>,
     host: HostInfo,
     settings: Settings,
@@ -66,6 +66,7 @@ pub struct FullRoom {
 struct HostInfo {
     id: String,
     display_name: String,
+    #[schema(required = true)]
     avatar_url: Option<String>,
 }
 
