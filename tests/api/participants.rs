@@ -620,3 +620,55 @@ async fn the_limit_holds_in_a_join_storm_across_two_instances() {
         .count();
     assert_eq!(on_nats, 100);
 }
+
+/// A room with 10,000 events of join/leave churn: commands load its state row, not its
+/// history, and replay rebuilds that row (the churn is written straight into the log here, as
+/// an import would, then rebuilt). How fast such a room joins is measured in bench/.
+#[tokio::test]
+async fn a_room_with_ten_thousand_events_still_decides_from_its_state_row() {
+    let app = TestApp::spawn().await;
+    let room = new_room(&app, "host", json!({"maxParticipants": 2})).await;
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+         SELECT 'Room', $1, 3 + n, t, '1.0.0', \
+                CASE WHEN t = 'ParticipantJoined' THEN jsonb_build_object(t, jsonb_build_object( \
+                       'roomId', $1, 'participantId', 'p-' || (n + 1) / 2, 'userId', 'u-' || (n + 1) / 2, \
+                       'displayName', 'U', 'avatarUrl', NULL, 'role', 'member', 'muted', false, \
+                       'at', '2026-03-03T10:30:00.000Z')) \
+                     ELSE jsonb_build_object(t, jsonb_build_object( \
+                       'roomId', $1, 'participantId', 'p-' || n / 2, 'reason', 'left', \
+                       'at', '2026-03-03T10:30:00.000Z')) END, \
+                '{}' \
+           FROM generate_series(1, 10000) AS n, \
+                LATERAL (SELECT CASE WHEN n % 2 = 1 THEN 'ParticipantJoined' ELSE 'ParticipantLeft' END AS t) AS k",
+    )
+    .bind(id(&room))
+    .execute(&app.db)
+    .await
+    .unwrap();
+    for projection in ["room_states", "participants"] {
+        neuronmeet::replay::run(&app.db, projection, &Default::default(), |_| {})
+            .await
+            .unwrap();
+    }
+    let sequence = app
+        .count(&format!(
+            "SELECT sequence FROM room_states WHERE room_id = '{}'",
+            id(&room)
+        ))
+        .await;
+    assert_eq!(sequence, 10_003);
+
+    // Everyone left: two places are free, and the third joiner is refused.
+    assert_eq!(join(&app, &room, "ada").await.status(), 201);
+    assert_eq!(join(&app, &room, "bob").await.status(), 201);
+    assert_eq!(join(&app, &room, "cy").await.status(), 409);
+    let sequence = app
+        .count(&format!(
+            "SELECT sequence FROM room_states WHERE room_id = '{}'",
+            id(&room)
+        ))
+        .await;
+    assert_eq!(sequence, 10_005, "the state row moves with each command");
+    assert_eq!(joined_list(&app, &room, "host").await.len(), 2);
+}
