@@ -20,6 +20,7 @@ from pathlib import Path
 
 ADMIN_URL = os.environ["BENCH_DATABASE_URL"]  # a server whose user may create databases
 NATS_URL = os.environ["NATS_URL"]
+NATS_PORT = NATS_URL.rsplit(":", 1)[-1].split("/")[0]
 BIN = os.environ["BENCH_BIN"]
 PGDATA = os.environ.get("BENCH_PGDATA", "")
 DURATION = int(os.environ.get("BENCH_DURATION", "10"))
@@ -192,6 +193,80 @@ def replay():
             "events_per_second": float(match.group(4))}
 
 
+def cpu_sample(service_pid=None):
+    """CPU time so far (clock ticks) of the benchmark's processes, by group, and of the machine.
+    postgres: the bench server's postmaster and its children only; service: the neuronmeet
+    process; nats-server: the one on NATS_URL's port; wrk, pgbench: by command name."""
+    postmaster = None
+    if PGDATA:
+        try:
+            postmaster = int(Path(PGDATA, "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    groups = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        pid, ppid, ticks = int(entry.name), int(fields[1]), int(fields[11]) + int(fields[12])
+        if comm == "postgres" and postmaster in (pid, ppid):
+            group = "postgres"
+        elif pid == service_pid:
+            group = "service"
+        elif comm == "nats-server":
+            try:
+                args = (entry / "cmdline").read_text().split("\0")
+            except OSError:
+                continue
+            if NATS_PORT not in args:
+                continue  # not the bench's nats-server
+            group = comm
+        elif comm in ("wrk", "pgbench"):
+            group = comm
+        else:
+            continue
+        groups[group] = groups.get(group, 0) + ticks
+    cpu = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = cpu[3] + cpu[4]  # idle, iowait
+    return {"groups": groups, "busy": sum(cpu[:8]) - idle, "idle": idle, "at": time.monotonic()}
+
+
+def cpu_split(a, b):
+    """Cores used by each group between two samples; `other`: the rest of the busy time (other
+    processes, interrupts)."""
+    tick, seconds = os.sysconf("SC_CLK_TCK"), b["at"] - a["at"]
+    cores = lambda ticks: round(ticks / tick / seconds, 2)
+    split = {g: cores(b["groups"].get(g, 0) - a["groups"].get(g, 0)) for g in sorted(b["groups"])}
+    split["other"] = round(cores(b["busy"] - a["busy"]) - sum(split.values()), 2)
+    split["idle"] = cores(b["idle"] - a["idle"])
+    return split
+
+
+class CpuWindow(threading.Thread):
+    """Samples CPU from 1 s after a run starts to 1 s before it ends, while its processes (wrk,
+    pgbench and its backends) are alive; `split` is then the cores used per group."""
+
+    def __init__(self, service_pid=None):
+        super().__init__(daemon=True)
+        self.service_pid, self.split = service_pid, None
+        self.start()
+
+    def run(self):
+        time.sleep(1)
+        first = cpu_sample(self.service_pid)
+        time.sleep(max(DURATION - 2, 0.5))
+        self.split = cpu_split(first, cpu_sample(self.service_pid))
+
+    def result(self):
+        self.join()
+        return self.split
+
+
 def relay_delays(before, after):
     return {"relay_delay_p50_ms": (lambda v: v and v * 1000)(quantile(before, after, 0.5)),
             "relay_delay_p99_ms": (lambda v: v and v * 1000)(quantile(before, after, 0.99))}
@@ -241,7 +316,7 @@ def settings_updates(url):
     return int(psql(url, "SELECT count(*) FROM events WHERE event_type = 'SettingsUpdated'"))
 
 
-def patch_http(base, token, url):
+def patch_http(base, token, url, pid):
     """PATCH /rooms/{id}/settings at PATCH_CONNECTIONS, on PATCH_ROOMS rooms created first through
     the API. `url`: the service's database, for counting the events appended."""
     log(f"PATCH: creating {PATCH_ROOMS} rooms through POST /rooms")
@@ -261,7 +336,9 @@ def patch_http(base, token, url):
         conflicts_before = counter(base, "aggregate_conflicts_total")
         events_before = settings_updates(url)
         log(f"PATCH /rooms/{{id}}/settings at concurrency {PATCH_CONNECTIONS} for {DURATION}s")
+        cpu = CpuWindow(pid)
         result = wrk(base, token, PATCH_CONNECTIONS, **patch)
+        result["cpu_cores"] = cpu.result()
         time.sleep(1)  # let the relay drain before reading its delays
         after = histogram(base, "relay_publish_delay_seconds")
         result.update(relay_delays(before, after))
@@ -286,17 +363,19 @@ def pgbench_patch(connections):
     out = subprocess.run([BIN, "replay"], env=env, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"replay (seeding pgbench's rooms) failed: {out.stderr}")
+    cpu = CpuWindow()
     run = subprocess.run(
         ["pgbench", "-n", "-M", "prepared", "-c", str(connections), "-j", "2", "-T", str(DURATION),
          "-D", f"rooms={PATCH_ROOMS}", "-D", f"clients={connections}", "-f", str(HERE / "patch_shape.sql"), url],
         capture_output=True, text=True)
+    cpu = cpu.result()
     if run.returncode != 0:
         raise SystemExit(f"pgbench of patch_shape.sql failed ({run.returncode}):\n{run.stdout}\n{run.stderr}")
     tps = float(re.search(r"tps = ([\d.]+)", run.stdout).group(1))
     latency = float(re.search(r"latency average = ([\d.]+) ms", run.stdout).group(1))
     failed = re.search(r"number of failed transactions: (\d+)", run.stdout)
     return {"connections": connections, "tps": round(tps, 1), "latency_avg_ms": latency,
-            "failed": int(failed.group(1)) if failed else None}
+            "failed": int(failed.group(1)) if failed else None, "cpu_cores": cpu}
 
 
 def patch_results(http_result, info):
@@ -342,7 +421,7 @@ def main():
         status = Path(f"/proc/{process.pid}/status").read_text()
         results["service_peak_rss_mib"] = round(int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024, 1)
         patch_started = now()
-        patch = dict(patch_http(base, token, url), started=patch_started)
+        patch = dict(patch_http(base, token, url, process.pid), started=patch_started)
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -368,7 +447,7 @@ def main_patch_only(info):
     url = database("bench_service")
     process, base, token = start_service(url)
     try:
-        patch = dict(patch_http(base, token, url), started=started)
+        patch = dict(patch_http(base, token, url, process.pid), started=started)
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -409,6 +488,9 @@ def print_patch(r):
     print(f"pgbench, the PATCH statements, {p['connections']} connections: {p['tps']} tps "
           f"(latency avg {p['latency_avg_ms']} ms, failed {failed})")
     print(f"PATCH at {h['connections']} / pgbench: {r['ratio_to_pgbench']:.0%}")
+    cores = lambda split: ", ".join(f"{g} {v:.2f}" for g, v in split.items())
+    print(f"CPU in cores of {r['machine']['cores']}, from 1 s after the start to 1 s before the end: "
+          f"PATCH run: {cores(h['cpu_cores'])}; pgbench: {cores(p['cpu_cores'])}")
 
 
 def print_table(r):
