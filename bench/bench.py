@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
-"""The benchmark of POST /rooms, PATCH /rooms/{id}/settings, relay, replay and memory; run by
+"""The benchmark of POST /rooms, PATCH /rooms/{id}/settings, joins (over many rooms, the one-room
+storm across two instances, a long room), relay, replay and memory; run by
 bench/run, which starts the private PostgreSQL and nats-server this uses. Standard library only.
 Figures are printed and written as measured: nothing here edits them."""
 
+import base64
+import hashlib
+import hmac
 import http.client
+import itertools
 import json
 import os
 import re
@@ -29,10 +34,23 @@ REPLAY_ROOMS = int(os.environ.get("BENCH_REPLAY_ROOMS", "60000"))
 # PATCH /rooms/{id}/settings: how many rooms are patched at random, at how many connections.
 PATCH_ROOMS = int(os.environ.get("BENCH_PATCH_ROOMS", "10000"))
 PATCH_CONNECTIONS = 32
-# BENCH_ONLY=patch runs only the PATCH measurement (and its pgbench), and merges it into OUT.
+# POST /rooms/code/{code}/join: by a different user each, on random rooms among JOIN_ROOMS
+# (maxParticipants 100, so that none fills), at how many connections; JOIN_TOKENS users minted.
+JOIN_ROOMS = int(os.environ.get("BENCH_JOIN_ROOMS", "2000"))
+JOIN_CONNECTIONS = 32
+JOIN_TOKENS = int(os.environ.get("BENCH_JOIN_TOKENS", "60000"))
+# The one-room storm: STORM_USERS users join one room of STORM_LIMIT places, from
+# STORM_CONNECTIONS connections split across two service instances on one database.
+STORM_USERS, STORM_LIMIT, STORM_CONNECTIONS = 1000, 100, 64
+# A long room: LONG_EVENTS events of join/leave churn, then LONG_JOINS joins (each followed by a
+# leave) on it and as many on a fresh room, alternately, one at a time.
+LONG_EVENTS = int(os.environ.get("BENCH_LONG_EVENTS", "10000"))
+LONG_JOINS = int(os.environ.get("BENCH_LONG_JOINS", "200"))
+# BENCH_ONLY=patch runs only the PATCH measurement (and its pgbench), BENCH_ONLY=joins only the
+# joins; either merges its entry into OUT.
 ONLY = os.environ.get("BENCH_ONLY", "")
-if ONLY not in ("", "patch"):
-    raise SystemExit(f"BENCH_ONLY={ONLY!r}: expected empty (everything) or patch")
+if ONLY not in ("", "patch", "joins"):
+    raise SystemExit(f"BENCH_ONLY={ONLY!r}: expected empty (everything), patch or joins")
 OUT = Path(os.environ.get("BENCH_OUT", "bench/results/latest.json"))
 HERE = Path(__file__).resolve().parent
 
@@ -79,10 +97,11 @@ def machine():
     return info
 
 
-def start_service(url):
+def start_service(url, secret=None):
+    """A `neuronmeet serve` on a free port; `secret`: its JWT_SECRET (default: a random one)."""
     port = free_port()
     env = dict(os.environ, DATABASE_URL=url, NATS_URL=NATS_URL, PORT=str(port),
-               JWT_SECRET=secrets.token_hex(32), RUST_LOG="warn", LOG_FORMAT="json")
+               JWT_SECRET=secret or secrets.token_hex(32), RUST_LOG="warn", LOG_FORMAT="json")
     process = subprocess.Popen([BIN, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     for _ in range(200):
@@ -153,9 +172,10 @@ def pgbench(connections):
     return {"connections": connections, "tps": round(tps, 1), "latency_avg_ms": latency}
 
 
-def write_rooms_log(url, rooms, room_id="'room-' || i", host_id="'u' || (i % 100)"):
+def write_rooms_log(url, rooms, room_id="'room-' || i", host_id="'u' || (i % 100)", max_participants=50):
     """Writes `rooms` rooms (RoomCreated and SettingsConfigured each) straight into the log;
-    `room_id` and `host_id` are SQL expressions of the room's number i."""
+    `room_id` and `host_id` are SQL expressions of the room's number i. Room i's code is i in
+    base 26 as nine letters (a = 0), most significant first: i = 1 is aaa-aaa-aab."""
     psql(url, f"""
         INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
         SELECT 'Room', {room_id}, s.sequence, s.event_type, '1.0.0',
@@ -168,7 +188,7 @@ def write_rooms_log(url, rooms, room_id="'room-' || i", host_id="'u' || (i % 100
                  ELSE jsonb_build_object('SettingsConfigured', jsonb_build_object(
                    'settingsId', 's-' || i, 'roomId', {room_id}, 'allowChat', true, 'allowScreenShare', true,
                    'allowGuestAccess', true, 'waitingRoom', false, 'muteParticipantsOnJoin', false,
-                   'maxParticipants', 50, 'configuredAt', '2026-03-03T10:30:00.000Z'))
+                   'maxParticipants', {max_participants}, 'configuredAt', '2026-03-03T10:30:00.000Z'))
                END,
                '{{}}'::jsonb
           FROM generate_series(1, {rooms}) AS i
@@ -272,13 +292,13 @@ def relay_delays(before, after):
             "relay_delay_p99_ms": (lambda v: v and v * 1000)(quantile(before, after, 0.99))}
 
 
-def create_rooms(base, token, count):
+def create_rooms(base, token, count, max_participants=50, key="id"):
     """Creates `count` rooms through POST /rooms (8 at a time), hosted by the token's `sub`, and
-    returns their ids."""
+    returns their `key` (id or code)."""
     local = threading.local()
     host, port = base.removeprefix("http://").split(":")
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
-    body = json.dumps({"name": "Patch bench room", "maxParticipants": 50})
+    body = json.dumps({"name": "Bench room", "maxParticipants": max_participants})
 
     def create(_):
         for attempt in range(3):
@@ -290,7 +310,7 @@ def create_rooms(base, token, count):
                 data = response.read()
                 if response.status != 201:
                     raise SystemExit(f"seeding: POST /rooms answered {response.status}: {data[:300]!r}")
-                return json.loads(data)["id"]
+                return json.loads(data)[key]
             except (OSError, http.client.HTTPException):
                 local.conn = None
                 if attempt == 2:

@@ -20,7 +20,9 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
 
     async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
         if !is_json(request.headers().get(header::CONTENT_TYPE)) {
-            return Err(body_error("Content-Type must be application/json"));
+            return Err(body_error(
+                "must be sent with Content-Type: application/json",
+            ));
         }
         let declared = request
             .headers()
@@ -34,10 +36,10 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(Value::Object(object)) => Ok(Self(object)),
             Ok(other) => Err(body_error(&format!(
-                "the body must be a JSON object, not {}",
+                "must be a JSON object, not {}",
                 json_type(&other)
             ))),
-            Err(error) => Err(body_error(&format!("the body is not valid JSON: {error}"))),
+            Err(error) => Err(body_error(&format!("is not valid JSON: {error}"))),
         }
     }
 }
@@ -91,6 +93,8 @@ fn is_json(content_type: Option<&header::HeaderValue>) -> bool {
         || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
+/// A problem with the body as a whole, named as the field `body`: the detail reads
+/// "body is not valid JSON: ...".
 fn body_error(message: &str) -> ApiError {
     ApiError::Validation(vec![FieldViolation::new("body", message)])
 }

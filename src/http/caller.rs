@@ -69,7 +69,10 @@ fn user(state: &AppState, token: &str) -> Result<Claims, ApiError> {
     state
         .tokens
         .verify(token)
-        .map_err(|error| ApiError::Unauthorized(error.detail()))
+        .map_err(|error| ApiError::BadCredentials {
+            detail: error.detail(),
+            code: "invalid_token",
+        })
 }
 
 /// The bearer token, if the request has an `Authorization` header.
@@ -83,7 +86,8 @@ fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
         .and_then(|value| value.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| Some(token.trim()))
-        .ok_or(ApiError::Unauthorized(
-            "the Authorization header must be `Bearer <token>`".into(),
-        ))
+        .ok_or(ApiError::BadCredentials {
+            detail: "the Authorization header must be `Bearer <token>`".into(),
+            code: "invalid_request",
+        })
 }

@@ -19,8 +19,16 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{}", CODES_EXHAUSTED)]
     CodesExhausted,
+    /// No credentials (RFC 6750: the challenge carries no error code).
     #[error("{0}")]
     Unauthorized(std::borrow::Cow<'static, str>),
+    /// Credentials that are not a usable token (RFC 6750 `invalid_token`), or an Authorization
+    /// header that is not `Bearer <token>` (`invalid_request`).
+    #[error("{detail}")]
+    BadCredentials {
+        detail: std::borrow::Cow<'static, str>,
+        code: &'static str,
+    },
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -48,7 +56,9 @@ pub enum ApiError {
     "detail": "name must not be empty", "errors": [{"field": "name", "message": "must not be empty"}]
 }))]
 pub struct Problem<'a> {
+    /// A URI reference naming the kind of problem.
     #[serde(rename = "type")]
+    #[schema(format = "uri-reference")]
     kind: String,
     #[schema(value_type = String)]
     title: &'a str,
@@ -78,7 +88,9 @@ impl ApiError {
                 "room-code-exhausted",
                 "Failed to generate unique room code",
             ),
-            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            Self::Unauthorized(_) | Self::BadCredentials { .. } => {
+                (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
+            }
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             Self::MethodNotAllowed => (
@@ -158,6 +170,20 @@ impl IntoResponse for ApiError {
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Bearer realm=\"neuronmeet\""),
                 );
+            }
+            Self::BadCredentials { detail, code } => {
+                // RFC 6750 section 3: the error code, and a description for developers (quotes
+                // and backslashes cannot appear inside it).
+                let description: String = detail
+                    .chars()
+                    .filter(|c| *c != '"' && *c != '\\' && (' '..='~').contains(c))
+                    .collect();
+                let challenge = format!(
+                    "Bearer realm=\"neuronmeet\", error=\"{code}\", error_description=\"{description}\""
+                );
+                if let Ok(value) = HeaderValue::from_str(&challenge) {
+                    headers.insert(header::WWW_AUTHENTICATE, value);
+                }
             }
             Self::Unavailable(_) => {
                 headers.insert(

@@ -287,3 +287,56 @@ mod base64_url_no_pad {
         out
     }
 }
+
+/// RFC 6750: no credentials, a challenge alone; a bad token, `invalid_token`; an Authorization
+/// header that is not a bearer token, `invalid_request`.
+#[tokio::test]
+async fn the_401_challenge_says_what_was_wrong() {
+    let app = TestApp::spawn().await;
+    let challenge = |authorization: Option<&'static str>| {
+        let app = &app;
+        async move {
+            let mut request = app.client.post(app.url("/rooms")).json(&json!({}));
+            if let Some(authorization) = authorization {
+                request = request.header("authorization", authorization);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 401);
+            response.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    assert_eq!(challenge(None).await, "Bearer realm=\"neuronmeet\"");
+    let bad_token = challenge(Some("Bearer not.a.token")).await;
+    assert!(
+        bad_token.starts_with(
+            "Bearer realm=\"neuronmeet\", error=\"invalid_token\", error_description=\""
+        ),
+        "{bad_token}"
+    );
+    let not_bearer = challenge(Some("Basic dXNlcjpwYXNz")).await;
+    assert!(
+        not_bearer.contains("error=\"invalid_request\""),
+        "{not_bearer}"
+    );
+}
+
+#[tokio::test]
+async fn body_problems_name_the_body_once() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .client
+        .post(app.url("/rooms"))
+        .bearer_auth(app.token("u1"))
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    let problem: Value = response.json().await.unwrap();
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.starts_with("body is not valid JSON"), "{detail}");
+    assert_eq!(detail.matches("body").count(), 1, "{detail}");
+}

@@ -133,6 +133,8 @@ impl TryFrom<RoomView> for FullRoom {
 #[serde(rename_all = "camelCase")]
 pub struct PublicRoom {
     id: String,
+    /// `xxx-xxx-xxx`, lowercase letters.
+    #[schema(pattern = "^[a-z]{3}-[a-z]{3}-[a-z]{3}$")]
     code: String,
     name: String,
     is_active: bool,
