@@ -10,6 +10,7 @@ import hmac
 import http.client
 import itertools
 import json
+import math
 import os
 import re
 import secrets
@@ -131,10 +132,12 @@ def wrk(base, token, connections, script="create_room.lua", url_path="/rooms", d
     return result
 
 
-def counter(base, name):
-    """The sum of a Prometheus counter over its labels (0 while it has never been incremented)."""
+def counter(base, name, having=""):
+    """The sum of a Prometheus counter over its labels (0 while it has never been incremented);
+    with `having`, only over the series whose labels contain that text (`outcome="conflict"`)."""
     text = urllib.request.urlopen(base + "/metrics").read().decode()
-    return sum(float(m.group(1)) for m in re.finditer(r"^" + name + r"(?:\{[^}]*\})? (\S+)$", text, re.M))
+    return sum(float(m.group(2)) for m in re.finditer(r"^" + name + r"(\{[^}]*\})? (\S+)$", text, re.M)
+               if having in (m.group(1) or ""))
 
 
 def histogram(base, name):
@@ -292,13 +295,13 @@ def relay_delays(before, after):
             "relay_delay_p99_ms": (lambda v: v and v * 1000)(quantile(before, after, 0.99))}
 
 
-def create_rooms(base, token, count, max_participants=50, key="id"):
+def create_rooms(base, token, count, max_participants=50, key="id", name="Patch bench room"):
     """Creates `count` rooms through POST /rooms (8 at a time), hosted by the token's `sub`, and
-    returns their `key` (id or code)."""
+    returns their `key` (id or code), or with key=None the rooms as answered."""
     local = threading.local()
     host, port = base.removeprefix("http://").split(":")
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
-    body = json.dumps({"name": "Bench room", "maxParticipants": max_participants})
+    body = json.dumps({"name": name, "maxParticipants": max_participants})
 
     def create(_):
         for attempt in range(3):
@@ -310,7 +313,8 @@ def create_rooms(base, token, count, max_participants=50, key="id"):
                 data = response.read()
                 if response.status != 201:
                     raise SystemExit(f"seeding: POST /rooms answered {response.status}: {data[:300]!r}")
-                return json.loads(data)[key]
+                room = json.loads(data)
+                return room if key is None else room[key]
             except (OSError, http.client.HTTPException):
                 local.conn = None
                 if attempt == 2:
@@ -405,6 +409,333 @@ def patch_results(http_result, info):
     result["ratio_to_pgbench"] = round(http_result["rps"] / result["pgbench"]["tps"], 3)
     return result
 
+# --- Joins: over many rooms, the one-room storm, a long room ----------------------------------
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def user_tokens(secret, prefix, count, ttl=7200):
+    """HS256 user tokens for the users `prefix`0 .. `prefix`(count - 1), signed with `secret`
+    with the claims `neuronmeet token` gives (sub, iat, exp): one user per token."""
+    compact = lambda value: b64url(json.dumps(value, separators=(",", ":")).encode())
+    head, issued, key = compact({"typ": "JWT", "alg": "HS256"}), int(time.time()), secret.encode()
+    tokens = []
+    for n in range(count):
+        signed = head + "." + compact({"sub": f"{prefix}{n}", "iat": issued, "exp": issued + ttl})
+        tokens.append(signed + "." + b64url(hmac.new(key, signed.encode(), hashlib.sha256).digest()))
+    return tokens
+
+
+def loadavg():
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def count_events(url, event_type, room_id=None):
+    room = f" AND aggregate_id = '{room_id}'" if room_id else ""
+    return int(psql(url, f"SELECT count(*) FROM events WHERE event_type = '{event_type}'{room}"))
+
+
+def lines_file(prefix, lines):
+    with tempfile.NamedTemporaryFile("w", prefix=prefix, suffix=".txt", delete=False) as f:
+        f.write("\n".join(lines) + "\n")
+    return f.name
+
+
+def percentile(values, q):
+    """The nearest-rank q-quantile of `values` (sorted here)."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(len(ordered) * q) - 1)] if ordered else None
+
+
+def joins_http(base, token, secret, url, pid):
+    """POST /rooms/code/{code}/join at JOIN_CONNECTIONS, a different user each, on random rooms
+    among JOIN_ROOMS created first through the API with maxParticipants 100. `url`: the service's
+    database, for counting the events appended."""
+    log(f"joins: creating {JOIN_ROOMS} rooms (maxParticipants 100) through POST /rooms")
+    started = time.monotonic()
+    codes = create_rooms(base, token, JOIN_ROOMS, max_participants=100, key="code", name="Join bench room")
+    log(f"joins: {len(codes)} rooms created in {time.monotonic() - started:.1f}s; minting user tokens")
+    files = [lines_file("bench-codes-", codes),
+             lines_file("bench-warm-tokens-", user_tokens(secret, "warm-user-", JOIN_TOKENS // 4)),
+             lines_file("bench-tokens-", user_tokens(secret, "user-", JOIN_TOKENS))]
+    env = lambda tokens: {"BENCH_ROOMS_FILE": files[0], "BENCH_TOKENS_FILE": tokens,
+                          "BENCH_THREADS": str(min(2, JOIN_CONNECTIONS))}
+    joins = dict(script="join_rooms.lua", url_path="", good="ok", bad="non_201")
+    try:
+        relay_caught_up(base)
+        # warm-up, other users: the join statements get prepared on every pooled connection
+        wrk(base, token, JOIN_CONNECTIONS, duration=min(3, DURATION), env=env(files[1]), **joins)
+        relay_caught_up(base)
+        before = histogram(base, "relay_publish_delay_seconds")
+        conflicts_before = counter(base, "aggregate_conflicts_total")
+        events_before = count_events(url, "ParticipantJoined")
+        log(f"joins over {JOIN_ROOMS} rooms at concurrency {JOIN_CONNECTIONS} for {DURATION}s")
+        load_before = loadavg()
+        cpu = CpuWindow(pid)
+        result = wrk(base, token, JOIN_CONNECTIONS, env=env(files[2]), **joins)
+        result["cpu_cores"] = cpu.result()
+        result["load_before"], result["load_after"] = load_before, loadavg()
+        time.sleep(1)  # let the relay drain before reading its delays
+        result.update(relay_delays(before, histogram(base, "relay_publish_delay_seconds")))
+        result["connections"] = JOIN_CONNECTIONS
+        # counted in the database: includes the commands of requests in flight when wrk stopped
+        result["events_appended"] = count_events(url, "ParticipantJoined") - events_before
+        result["conflict_retries"] = int(counter(base, "aggregate_conflicts_total") - conflicts_before)
+        # warm-up included: no room may have filled, or some joins would be 409s
+        result["fullest_room"] = int(psql(url, "SELECT coalesce(max(n), 0) FROM "
+                                               "(SELECT count(*) AS n FROM participants GROUP BY room_id) AS c"))
+        return result
+    finally:
+        for name in files:
+            os.unlink(name)
+
+
+def pgbench_join(connections):
+    """pgbench of bench/join_shape.sql on JOIN_ROOMS rooms written to a fresh log (2 events
+    each, maxParticipants 100, hosted by bench-user), the read models built by `neuronmeet
+    replay`."""
+    if not connections <= JOIN_ROOMS < 26 ** 3:
+        raise SystemExit(f"BENCH_JOIN_ROOMS: join_shape.sql needs {connections} to {26 ** 3 - 1} rooms")
+    url = database("bench_pgbench_join")
+    env = dict(os.environ, DATABASE_URL=url)
+    subprocess.run([BIN, "migrate"], env=env, check=True, capture_output=True)
+    write_rooms_log(url, JOIN_ROOMS, room_id="'00000000-0000-4000-8000-' || lpad(i::text, 12, '0')",
+                    host_id="'bench-user'", max_participants=100)
+    out = subprocess.run([BIN, "replay"], env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"replay (seeding pgbench's rooms) failed: {out.stderr}")
+    load_before = loadavg()
+    cpu = CpuWindow()
+    run = subprocess.run(
+        ["pgbench", "-n", "-M", "prepared", "-c", str(connections), "-j", "2", "-T", str(DURATION),
+         "-D", f"rooms={JOIN_ROOMS}", "-D", f"clients={connections}", "-f", str(HERE / "join_shape.sql"), url],
+        capture_output=True, text=True)
+    cpu = cpu.result()
+    load_after = loadavg()
+    if run.returncode != 0:
+        raise SystemExit(f"pgbench of join_shape.sql failed ({run.returncode}):\n{run.stdout}\n{run.stderr}")
+    tps = float(re.search(r"tps = ([\d.]+)", run.stdout).group(1))
+    latency = float(re.search(r"latency average = ([\d.]+) ms", run.stdout).group(1))
+    failed = re.search(r"number of failed transactions: (\d+)", run.stdout)
+    return {"connections": connections, "tps": round(tps, 1), "latency_avg_ms": latency,
+            "failed": int(failed.group(1)) if failed else None, "cpu_cores": cpu,
+            "participants": int(psql(url, "SELECT count(*) FROM participants")),
+            "load_before": load_before, "load_after": load_after}
+
+
+def storm_run(bases, code, tokens, connections):
+    """Each of `tokens`' users joins room `code` once. `connections` threads, each with its own
+    connection (opened before the start), to each of `bases` in turn, take the next user until
+    none is left. Returns, per user: (sent, answered, status, instance, detail), in perf_counter
+    seconds; `detail` is the problem's detail of an answer other than 2xx."""
+    targets = [b.removeprefix("http://").split(":") for b in bases]
+    users, lock = iter(range(len(tokens))), threading.Lock()
+    answers = [None] * len(tokens)
+    start = threading.Barrier(connections + 1, timeout=60)
+
+    def connect(instance):
+        host, port = targets[instance]
+        conn = http.client.HTTPConnection(host, int(port), timeout=60)
+        conn.connect()
+        return conn
+
+    def worker(number):
+        instance = number % len(bases)
+        conn = connect(instance)
+        start.wait()
+        while True:
+            with lock:
+                user = next(users, None)
+            if user is None:
+                break
+            sent = time.perf_counter()
+            try:
+                conn.request("POST", f"/rooms/code/{code}/join", headers={"Authorization": f"Bearer {tokens[user]}"})
+                response = conn.getresponse()
+                body = response.read()
+                status, detail = response.status, None
+            except (OSError, http.client.HTTPException) as error:
+                status, detail = type(error).__name__, str(error)
+                conn.close()
+                conn = connect(instance)
+            answered = time.perf_counter()
+            if isinstance(status, int) and status >= 300:
+                try:
+                    detail = json.loads(body).get("detail")
+                except ValueError:
+                    detail = body[:200].decode(errors="replace")
+            answers[user] = (sent, answered, status, instance, detail)
+        conn.close()
+
+    workers = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(connections)]
+    for w in workers:
+        w.start()
+    start.wait()
+    for w in workers:
+        w.join()
+    return answers
+
+
+def storm(bases, token, secret, url):
+    """The one-room storm: STORM_USERS users join a room of STORM_LIMIT places, from
+    STORM_CONNECTIONS connections split across the two instances `bases` (one database). A
+    smaller storm on another room comes first (every pooled connection opened and its statements
+    prepared) and is not reported."""
+    warm = create_rooms(bases[0], token, 1, max_participants=STORM_LIMIT, key="code", name="Warm-up storm")[0]
+    storm_run(bases, warm, user_tokens(secret, "warm-storm-user-", 2 * STORM_LIMIT), STORM_CONNECTIONS)
+    room = create_rooms(bases[0], token, 1, max_participants=STORM_LIMIT, key=None, name="Storm room")[0]
+    tokens = user_tokens(secret, "storm-user-", STORM_USERS)
+    relay_caught_up(bases[0])
+    metrics = lambda: [{"conflicts": counter(b, "aggregate_conflicts_total"),
+                        "gave_up": counter(b, "commands_total", 'outcome="conflict"'),
+                        "published": counter(b, "relay_published_total")} for b in bases]
+    before = metrics()
+    log(f"storm: {STORM_USERS} users join one room of {STORM_LIMIT} from {STORM_CONNECTIONS} connections "
+        f"across {len(bases)} instances")
+    load_before = loadavg()
+    answers = storm_run(bases, room["code"], tokens, STORM_CONNECTIONS)
+    load_after = loadavg()
+    relay_caught_up(bases[0])
+    after = metrics()
+    done = [a for a in answers if a]
+    latencies = [a[1] - a[0] for a in done]
+    statuses, details = {}, {}
+    by_instance = [{} for _ in bases]
+    for _, _, status, instance, detail in done:
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+        by_instance[instance][str(status)] = by_instance[instance].get(str(status), 0) + 1
+        if detail is not None:
+            details[f"{status} {detail}"] = details.get(f"{status} {detail}", 0) + 1
+    ms = lambda seconds: round(seconds * 1000, 1)
+    request = urllib.request.Request(f"{bases[1]}/rooms/{room['id']}/participants",
+                                     headers={"Authorization": f"Bearer {token}"})
+    listed = json.loads(urllib.request.urlopen(request).read())["items"]
+    return {"users": STORM_USERS, "max_participants": STORM_LIMIT, "connections": STORM_CONNECTIONS,
+            "instances": len(bases), "answered": len(done),
+            "settle_ms": ms(max(a[1] for a in done) - min(a[0] for a in done)),
+            "p50_ms": ms(percentile(latencies, 0.5)), "p99_ms": ms(percentile(latencies, 0.99)),
+            "max_ms": ms(max(latencies)), "statuses": statuses, "statuses_by_instance": by_instance,
+            "refusals": details,
+            "participants_listed": len(listed),
+            "joined_events": count_events(url, "ParticipantJoined", room["id"]),
+            "relay_published": int(sum(a["published"] - b["published"] for a, b in zip(after, before))),
+            "conflict_retries_by_instance": [int(a["conflicts"] - b["conflicts"] - (a["gave_up"] - b["gave_up"]))
+                                             for a, b in zip(after, before)],
+            "gave_up_by_instance": [int(a["gave_up"] - b["gave_up"]) for a, b in zip(after, before)],
+            "load_before": load_before, "load_after": load_after}
+
+
+def long_room(base, token, secret, url):
+    """Join latency on a room with LONG_EVENTS events of join/leave churn against a fresh room:
+    LONG_JOINS joins on each, alternately, one at a time on one connection, each by a new user
+    and followed by that user's leave (so both rooms stay empty); 20 of each first, not
+    reported. The churn is written by SQL, as the test
+    a_room_with_ten_thousand_events_still_decides_from_its_state_row does, and room_states and
+    participants are then rebuilt with `neuronmeet replay`."""
+    long, fresh = create_rooms(base, token, 2, max_participants=100, key=None, name="Long bench room")
+    start = int(psql(url, f"SELECT max(sequence) FROM events WHERE aggregate_id = '{long['id']}'"))
+    log(f"long room: writing {LONG_EVENTS} events of join/leave churn after its {start}")
+    psql(url, f"""
+        INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+        SELECT 'Room', '{long['id']}', {start} + n, t, '1.0.0',
+               CASE WHEN t = 'ParticipantJoined' THEN jsonb_build_object(t, jsonb_build_object(
+                      'roomId', '{long['id']}', 'participantId', 'p-' || (n + 1) / 2, 'userId', 'u-' || (n + 1) / 2,
+                      'displayName', 'U', 'avatarUrl', NULL, 'role', 'member', 'muted', false,
+                      'at', '2026-03-03T10:30:00.000Z'))
+                    ELSE jsonb_build_object(t, jsonb_build_object(
+                      'roomId', '{long['id']}', 'participantId', 'p-' || n / 2, 'reason', 'left',
+                      'at', '2026-03-03T10:30:00.000Z')) END,
+               '{{}}'
+          FROM generate_series(1, {LONG_EVENTS}) AS n,
+               LATERAL (SELECT CASE WHEN n % 2 = 1 THEN 'ParticipantJoined' ELSE 'ParticipantLeft' END AS t) AS k""")
+    for projection in ("room_states", "participants"):
+        out = subprocess.run([BIN, "replay", "--projection", projection], env=dict(os.environ, DATABASE_URL=url),
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            raise SystemExit(f"replay --projection {projection} failed: {out.stderr}")
+        log("long room: " + out.stdout.strip())
+    state_sequence = lambda room: int(psql(url, f"SELECT sequence FROM room_states WHERE room_id = '{room['id']}'"))
+    sequences_before = {"long": state_sequence(long), "fresh": state_sequence(fresh)}
+    relay_caught_up(base)  # the relay publishes the churn too
+    host, port = base.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    warmup = 20
+    users = {name: user_tokens(secret, f"{name}-user-", warmup + LONG_JOINS) for name in ("long", "fresh")}
+    rooms = {"long": long, "fresh": fresh}
+    latencies, statuses = {"long": [], "fresh": []}, {}
+
+    def join_and_leave(name, n):
+        room, auth = rooms[name], {"Authorization": f"Bearer {users[name][n]}"}
+        sent = time.perf_counter()
+        conn.request("POST", f"/rooms/code/{room['code']}/join", headers=auth)
+        response = conn.getresponse()
+        body = response.read()
+        took = time.perf_counter() - sent
+        leave = None
+        if response.status == 201:
+            conn.request("DELETE", f"/rooms/{room['id']}/participants/{json.loads(body)['participant']['id']}",
+                         headers=auth)
+            answer = conn.getresponse()
+            answer.read()
+            leave = answer.status
+        return took, response.status, leave
+
+    for n in range(warmup):
+        for name in ("long", "fresh"):
+            join_and_leave(name, n)
+    log(f"long room: {LONG_JOINS} joins and leaves on each room, alternately")
+    load_before = loadavg()
+    for n in range(warmup, warmup + LONG_JOINS):
+        for name in (("long", "fresh") if n % 2 == 0 else ("fresh", "long")):
+            took, joined, left = join_and_leave(name, n)
+            latencies[name].append(took)
+            key = f"{name}: join {joined}, leave {left}"
+            statuses[key] = statuses.get(key, 0) + 1
+    load_after = loadavg()
+    conn.close()
+    ms = lambda seconds: round(seconds * 1000, 2)
+    result = {"events_written": LONG_EVENTS, "joins": LONG_JOINS, "sequences_before": sequences_before,
+              "sequences_after": {"long": state_sequence(long), "fresh": state_sequence(fresh)},
+              "long_events": int(psql(url, f"SELECT count(*) FROM events WHERE aggregate_id = '{long['id']}'")),
+              "statuses": statuses, "load_before": load_before, "load_after": load_after}
+    for name in ("long", "fresh"):
+        result[f"{name}_p50_ms"] = ms(percentile(latencies[name], 0.5))
+        result[f"{name}_p99_ms"] = ms(percentile(latencies[name], 0.99))
+    result["p50_ratio"] = round(result["long_p50_ms"] / result["fresh_p50_ms"], 2)
+    return result
+
+
+def joins_results(info):
+    """The joins: over many rooms (and its pgbench), the storm, the long room. Each on a fresh
+    database, with its own service processes, all signing tokens with one secret."""
+    secret = secrets.token_hex(32)
+    result = {"started": now(), "commit": commit(), "machine": info, "duration_s": DURATION, "rooms": JOIN_ROOMS}
+    url = database("bench_service_joins")
+    process, base, token = start_service(url, secret)
+    try:
+        result["http"] = joins_http(base, token, secret, url, process.pid)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    log(f"pgbench: the join statements at {JOIN_CONNECTIONS} connections for {DURATION}s")
+    result["pgbench"] = pgbench_join(JOIN_CONNECTIONS)
+    result["ratio_to_pgbench"] = round(result["http"]["rps"] / result["pgbench"]["tps"], 3)
+
+    url = database("bench_storm")
+    services = [start_service(url, secret) for _ in range(2)]
+    try:
+        result["storm"] = storm([s[1] for s in services], services[0][2], secret, url)
+        # the long room on the first instance alone
+        services[1][0].terminate()
+        services[1][0].wait(timeout=30)
+        result["long_room"] = long_room(services[0][1], services[0][2], secret, url)
+    finally:
+        for process, _, _ in services:
+            process.terminate()
+            process.wait(timeout=30)
+    return result
+
 
 def now():
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -423,6 +754,9 @@ def main():
     log("machine: " + json.dumps(info))
     if ONLY == "patch":
         main_patch_only(info)
+        return
+    if ONLY == "joins":
+        main_joins_only(info)
         return
     results = {"machine": info, "duration_s": DURATION, "http": [], "started": now(), "commit": commit()}
 
@@ -450,6 +784,7 @@ def main():
     results["pgbench"] = pgbench(32)
     results["patch"] = patch_results(patch, info)
     results["replay"] = replay()
+    results["joins"] = joins_results(info)
 
     at32 = next((r for r in results["http"] if r["connections"] == 32), None)
     if at32:
@@ -478,6 +813,18 @@ def main_patch_only(info):
     print_machine(info, DURATION)
     print_patch(results["patch"])
     print(f"summary: {OUT} (its `patch` entry; the other entries are from the last full run)")
+
+
+def main_joins_only(info):
+    """BENCH_ONLY=joins: the joins alone, on fresh databases. Their result replaces the `joins`
+    entry of OUT, whose other entries (earlier runs) are kept."""
+    results = json.loads(OUT.read_text()) if OUT.exists() else {}
+    results["joins"] = joins_results(info)
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(results, indent=2) + "\n")
+    print_machine(info, DURATION)
+    print_joins(results["joins"])
+    print(f"summary: {OUT} (its `joins` entry; the other entries are from earlier runs)")
 
 
 def print_machine(m, duration):
@@ -513,6 +860,48 @@ def print_patch(r):
           f"PATCH run: {cores(h['cpu_cores'])}; pgbench: {cores(p['cpu_cores'])}")
 
 
+def print_joins(r):
+    h, p, s, l = r["http"], r["pgbench"], r["storm"], r["long_room"]
+    load = lambda x: f"load average {' '.join(map(str, x['load_before']))} before, {' '.join(map(str, x['load_after']))} after"
+    print(f"\nJoins (POST /rooms/code/{{code}}/join, a different user each), random rooms among {r['rooms']} "
+          f"of maxParticipants 100, started {r['started']}, built from {r['commit']}:\n")
+    print("| concurrency | requests/s | p50 ms | p99 ms | max ms | errors | relay delay p50 ms | relay delay p99 ms |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| {h['connections']} | {h['rps']} | {h['p50_us'] / 1000:.1f} | {h['p99_us'] / 1000:.1f} | "
+          f"{h['max_us'] / 1000:.1f} | {h['errors']} | {relay_cells(h)} |")
+    statuses = ", ".join(f"{s_}: {n}" for s_, n in sorted(h["non_201_by_status"].items())) or "none"
+    print(f"\n201s: {h['ok']} of {h['requests']} (non-201 by status: {statuses}; socket errors {h['socket_errors']}, "
+          f"timeouts {h['timeouts']}; token wraps {h['token_wraps']}); ParticipantJoined events appended: "
+          f"{h['events_appended']} (counted in the database before and after); conflict retries: "
+          f"{h['conflict_retries']}; fullest room: {h['fullest_room']} participants; {load(h)}")
+    failed = "?" if p["failed"] is None else p["failed"]
+    print(f"pgbench, the join statements, {p['connections']} connections: {p['tps']} tps "
+          f"(latency avg {p['latency_avg_ms']} ms, failed {failed}); {load(p)}")
+    print(f"joins at {h['connections']} / pgbench: {r['ratio_to_pgbench']:.0%}")
+    cores = lambda split: ", ".join(f"{g} {v:.2f}" for g, v in split.items())
+    print(f"CPU in cores of {r['machine']['cores']}, from 1 s after the start to 1 s before the end: "
+          f"joins run: {cores(h['cpu_cores'])}; pgbench: {cores(p['cpu_cores'])}")
+    codes = lambda counts: ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+    print(f"\nStorm: {s['users']} users join one room of maxParticipants {s['max_participants']} from "
+          f"{s['connections']} connections across {s['instances']} instances:")
+    print(f"settled in {s['settle_ms']} ms (first request sent to last answer); answers p50 {s['p50_ms']} ms, "
+          f"p99 {s['p99_ms']} ms, max {s['max_ms']} ms; answered {s['answered']} of {s['users']}")
+    print(f"statuses: {codes(s['statuses'])}; by instance: "
+          + "; ".join(f"#{i + 1} {codes(c)}" for i, c in enumerate(s["statuses_by_instance"])))
+    print("refusals: " + "; ".join(f"{n} × {d}" for d, n in sorted(s["refusals"].items())))
+    print(f"participants listed: {s['participants_listed']}; ParticipantJoined events: {s['joined_events']}; "
+          f"published by the relay meanwhile: {s['relay_published']}")
+    print(f"conflict retries by instance: {s['conflict_retries_by_instance']}; commands that gave up after "
+          f"10 attempts: {s['gave_up_by_instance']}; {load(s)}")
+    print(f"\nLong room: {l['events_written']} events of join/leave churn (state row at sequence "
+          f"{l['sequences_before']['long']}) against a fresh room (state row at sequence "
+          f"{l['sequences_before']['fresh']}), {l['joins']} joins and leaves on each, one at a time, after 20 not counted:")
+    print(f"join p50: long {l['long_p50_ms']} ms, fresh {l['fresh_p50_ms']} ms, long / fresh {l['p50_ratio']}; "
+          f"p99: long {l['long_p99_ms']} ms, fresh {l['fresh_p99_ms']} ms")
+    print(f"statuses: {codes(l['statuses'])}; after: the long room has {l['long_events']} events, state rows at "
+          f"{l['sequences_after']['long']} (long) and {l['sequences_after']['fresh']} (fresh); {load(l)}")
+
+
 def print_table(r):
     print_machine(r["machine"], r["duration_s"])
     print("| concurrency | rooms/s | p50 ms | p99 ms | max ms | errors | relay delay p50 ms | relay delay p99 ms |")
@@ -529,6 +918,8 @@ def print_table(r):
     print(f"service peak RSS: {r['service_peak_rss_mib']} MiB")
     if "patch" in r:
         print_patch(r["patch"])
+    if "joins" in r:
+        print_joins(r["joins"])
     print(f"summary: {OUT}")
 
 

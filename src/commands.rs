@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aggregates::{CreateRoom, Host, Room, RoomCommand, RoomError};
+use aggregates::{CreateRoom, Host, Room, RoomCommand, RoomError, RoomEvent};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::EventStoreAggregateContext;
@@ -21,8 +21,9 @@ use sqlx::PgPool;
 /// Draws per create before giving up, as the API specification says.
 pub const MAX_CODE_ATTEMPTS: u32 = 10;
 pub const CODES_EXHAUSTED: &str = "failed to generate unique room code after 10 attempts";
-/// Tries of a command on an existing room when another command appended first.
-pub const MAX_CONFLICT_ATTEMPTS: u32 = 10;
+/// How long a command on an existing room is decided again while other commands (of other
+/// instances: in one instance a room's commands take turns) keep appending first.
+pub const CONFLICT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// What the client sent; `None` means the field was absent (the default applies).
 #[derive(Debug, Clone, Default)]
@@ -97,16 +98,17 @@ impl RoomCommands {
     }
 
     /// Runs `command` on the existing room `room_id`: load, decide, append with the expected
-    /// sequence, the inline projections in the same transaction. When another command appended
-    /// first, it is decided again against the new state, after a jittered pause, up to
-    /// [`MAX_CONFLICT_ATTEMPTS`] times. Like creates, it runs in a task of its own, so it
-    /// completes even if the client leaves.
+    /// sequence, the inline projections in the same transaction; returns the events it
+    /// appended (none when nothing changed). When another command appended first, it is
+    /// decided again against the new state, after a jittered pause, for up to
+    /// [`CONFLICT_DEADLINE`]. Like creates, it runs in a task of its own, so it completes even
+    /// if the client leaves.
     pub async fn execute(
         &self,
         room_id: &str,
         command: RoomCommand,
         request_id: String,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Vec<RoomEvent>, CommandError> {
         let name = command.name();
         let commands = self.clone();
         let room_id = room_id.to_owned();
@@ -127,7 +129,7 @@ impl RoomCommands {
         room_id: &str,
         mut command: RoomCommand,
         request_id: String,
-    ) -> Result<(), CommandError> {
+    ) -> Result<Vec<RoomEvent>, CommandError> {
         let metadata = HashMap::from([
             ("requestId".to_owned(), request_id),
             ("userId".to_owned(), command.user_id().to_owned()),
@@ -136,7 +138,8 @@ impl RoomCommands {
         // one room would otherwise conflict, reload and conflict again. Across instances the
         // events' primary key still decides, and the loser is decided again.
         let _turn = self.queues.turn(room_id).await;
-        for attempt in 1..=MAX_CONFLICT_ATTEMPTS {
+        let deadline = tokio::time::Instant::now() + CONFLICT_DEADLINE;
+        for attempt in 1u64.. {
             let mut context = self.load(room_id).await?;
             command.stamp(now());
             let sink = EventSink::default();
@@ -147,21 +150,27 @@ impl RoomCommands {
                 .map_err(CommandError::Rejected)?;
             let events = sink.collect().await;
             if events.is_empty() {
-                return Ok(());
+                return Ok(events);
             }
-            match self.store.commit(events, context, metadata.clone()).await {
-                Ok(_) => return Ok(()),
-                Err(AggregateError::AggregateConflict) if attempt < MAX_CONFLICT_ATTEMPTS => {
+            match self
+                .store
+                .commit(events.clone(), context, metadata.clone())
+                .await
+            {
+                Ok(_) => return Ok(events),
+                Err(AggregateError::AggregateConflict)
+                    if tokio::time::Instant::now() < deadline =>
+                {
                     metrics::counter!("aggregate_conflicts_total", "aggregate" => "Room")
                         .increment(1);
                     // Spread the retries of commands that collided, so they do not collide again.
-                    let pause = rand::random_range(1..=5 * u64::from(attempt));
+                    let pause = rand::random_range(1..=(5 * attempt).min(50));
                     tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
                 }
                 Err(error) => return Err(error.into()),
             }
         }
-        Err(CommandError::Conflict)
+        unreachable!("the loop returns")
     }
 
     async fn create_room_to_completion(
@@ -216,23 +225,23 @@ impl RoomCommands {
     }
 
     /// The room as its last command left it: its state row (one read, however long its
-    /// history), or, for a room from before state rows were kept, its events.
+    /// history), with any events the row lacks.
     async fn load(&self, room_id: &str) -> Result<EventStoreAggregateContext<Room>, CommandError> {
-        let state = room_states::load(&self.pool, room_id)
+        let unavailable_or_failed = |error: sqlx::Error| match db::is_unavailable(&error) {
+            true => CommandError::Unavailable(Box::new(error)),
+            false => CommandError::Failed(Box::new(error)),
+        };
+        let mut conn = self.pool.acquire().await.map_err(unavailable_or_failed)?;
+        let (sequence, room) = room_states::load(&mut conn, room_id)
             .await
-            .map_err(|error| match db::is_unavailable(&error) {
-                true => CommandError::Unavailable(Box::new(error)),
-                false => CommandError::Failed(Box::new(error)),
-            })?;
-        match state {
-            Some((sequence, room)) => Ok(EventStoreAggregateContext {
-                aggregate_id: room_id.to_owned(),
-                aggregate: room,
-                current_sequence: sequence as usize,
-                current_snapshot: None,
-            }),
-            None => Ok(self.store.load_aggregate(room_id).await?),
-        }
+            .map_err(unavailable_or_failed)?
+            .unwrap_or_default();
+        Ok(EventStoreAggregateContext {
+            aggregate_id: room_id.to_owned(),
+            aggregate: room,
+            current_sequence: sequence as usize,
+            current_snapshot: None,
+        })
     }
 
     /// `CqrsFramework::execute` for an aggregate that cannot have history yet (its id was just

@@ -34,6 +34,8 @@ pub enum RoomError {
     GuestsNotAllowed,
     #[error("the room is full")]
     Full,
+    #[error("the waiting room is full")]
+    WaitingRoomFull,
     #[error("{0} participants have joined; maxParticipants cannot be lower")]
     MoreJoinedThan(usize),
     #[error("no such participant")]
@@ -64,6 +66,7 @@ impl RoomError {
             Self::Locked => "locked",
             Self::GuestsNotAllowed => "guests_not_allowed",
             Self::Full => "full",
+            Self::WaitingRoomFull => "waiting_room_full",
             Self::MoreJoinedThan(_) => "more_joined",
             Self::NoSuchParticipant => "no_such_participant",
             Self::NotWaiting => "not_waiting",

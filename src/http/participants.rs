@@ -3,7 +3,7 @@
 
 use aggregates::{
     Actor, Decide, Host, JoinRoom, Joiner, RemoveParticipant, RoomCode, RoomCommand, RoomError,
-    Status,
+    RoomEvent, Status,
 };
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -21,7 +21,7 @@ use super::fields::{Fields, Nulls};
 use super::problem::Problem;
 use super::query::{Params, RawParams};
 use super::rooms::timestamp;
-use super::{request_id, ApiError, AppState, Caller, Credential, MaybeCaller};
+use super::{request_id, ApiError, AppState, Credential, MaybeCaller};
 use crate::commands::{self, CommandError};
 use crate::read_models::{participants, rooms};
 
@@ -116,19 +116,40 @@ async fn join_room(
         joiner,
         at: commands::now(),
     });
-    state
-        .commands
-        .execute(&room.id, command, request_id(&headers))
-        .await
-        .map_err(|error| match error {
-            CommandError::Rejected(RoomError::Ended) => ApiError::Gone("the room has ended".into()),
-            error => error.into(),
-        })?;
-    let participant = match &caller {
-        Some(claims) => participants::find_user(&state.pool, &room.id, &claims.sub).await?,
-        None => participants::find(&state.pool, &room.id, &participant_id).await?,
+    // The answer comes from what the command decided, not from the read model after it: the
+    // participant may have left (or the room ended) in between.
+    let mut participant = None;
+    for _ in 0..3 {
+        let events = state
+            .commands
+            .execute(&room.id, command.clone(), request_id(&headers))
+            .await
+            .map_err(|error| match error {
+                CommandError::Rejected(RoomError::Ended) => {
+                    ApiError::Gone("the room has ended".into())
+                }
+                error => error.into(),
+            })?;
+        participant = match events.first() {
+            Some(RoomEvent::ParticipantJoined(entered)) => {
+                Some(ParticipantView::entered(entered, Status::Joined))
+            }
+            Some(RoomEvent::ParticipantWaiting(entered)) => {
+                Some(ParticipantView::entered(entered, Status::Waiting))
+            }
+            // Already in the room: as the read model has them, unless they just left, and
+            // then they join anew.
+            _ => match &caller {
+                Some(claims) => participants::find_user(&state.pool, &room.id, &claims.sub).await?,
+                None => None,
+            },
+        };
+        if participant.is_some() {
+            break;
+        }
     }
-    .ok_or_else(|| ApiError::Internal("a participant who joined has no row".into()))?;
+    let participant = participant
+        .ok_or_else(|| ApiError::Conflict("the room changed too often; retry".into()))?;
     let status = match (participant.id == participant_id, participant.status) {
         (false, _) => StatusCode::OK,
         (true, Status::Joined) => StatusCode::CREATED,
@@ -191,7 +212,7 @@ async fn list_participants(
     };
     params.finish()?;
     let room = find_room(&state, &id).await?;
-    let host = matches!(&credential, Credential::User(claims) if claims.sub == room.host_id);
+    let host = acting_user(&state, &credential, &id).await?.as_deref() == Some(&room.host_id);
     if !host {
         let me = match &credential {
             Credential::User(claims) => {
@@ -239,7 +260,7 @@ async fn list_participants(
 )]
 async fn admit(
     state: State<AppState>,
-    caller: Caller,
+    caller: Credential,
     headers: HeaderMap,
     path: Path<(String, String)>,
 ) -> Result<Json<ParticipantBody>, ApiError> {
@@ -268,7 +289,7 @@ async fn admit(
 )]
 async fn deny(
     state: State<AppState>,
-    caller: Caller,
+    caller: Credential,
     headers: HeaderMap,
     path: Path<(String, String)>,
 ) -> Result<Json<ParticipantBody>, ApiError> {
@@ -277,17 +298,23 @@ async fn deny(
 
 async fn decide(
     State(state): State<AppState>,
-    Caller(claims): Caller,
+    credential: Credential,
     headers: HeaderMap,
     Path((id, pid)): Path<(String, String)>,
     admit: bool,
 ) -> Result<Json<ParticipantBody>, ApiError> {
-    find_room(&state, &id).await?;
+    let room = find_room(&state, &id).await?;
+    let by = acting_user(&state, &credential, &id).await?;
+    let Some(by) = by.filter(|user| *user == room.host_id) else {
+        return Err(ApiError::Forbidden(
+            "only the room's host may admit or deny".into(),
+        ));
+    };
     let before = participants::find(&state.pool, &id, &pid)
         .await?
         .ok_or_else(no_such_participant)?;
     let decision = Decide {
-        by: claims.sub,
+        by,
         participant_id: pid.clone(),
         at: commands::now(),
     };
@@ -296,19 +323,39 @@ async fn decide(
     } else {
         RoomCommand::DenyParticipant(decision)
     };
-    state
+    let events = state
         .commands
         .execute(&id, command, request_id(&headers))
         .await?;
+    let mut answer = match events.first() {
+        Some(RoomEvent::ParticipantAdmitted(admitted)) => {
+            ParticipantBody::from(before.admitted(admitted.at))
+        }
+        // Admitted already (no event), or denied.
+        _ => ParticipantBody::from(before),
+    };
     if !admit {
-        let mut denied = ParticipantBody::from(before);
-        denied.status = "denied";
-        return Ok(Json(denied));
+        answer.status = "denied";
     }
-    let after = participants::find(&state.pool, &id, &pid)
-        .await?
-        .ok_or_else(no_such_participant)?;
-    Ok(Json(ParticipantBody::from(after)))
+    Ok(Json(answer))
+}
+
+/// Who acts, as a user: a user token's subject; a join token of this room acts as the user
+/// behind its participant (the host with their join token is the host), a guest as nobody.
+async fn acting_user(
+    state: &AppState,
+    credential: &Credential,
+    room_id: &str,
+) -> Result<Option<String>, ApiError> {
+    Ok(match credential {
+        Credential::User(claims) => Some(claims.sub.clone()),
+        Credential::Participant(join) if join.room == room_id => {
+            participants::find(&state.pool, room_id, &join.sub)
+                .await?
+                .and_then(|p| p.user_id)
+        }
+        Credential::Participant(_) => None,
+    })
 }
 
 /// Leave, or remove a participant
@@ -337,14 +384,18 @@ async fn remove(
     Path((id, pid)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     find_room(&state, &id).await?;
-    let by = match credential {
-        Credential::User(claims) => Actor::User(claims.sub),
-        Credential::Participant(join) if join.room == id => Actor::Participant(join.sub),
-        Credential::Participant(_) => {
+    let by = match &credential {
+        Credential::User(claims) => Actor::User(claims.sub.clone()),
+        Credential::Participant(join) if join.room != id => {
             return Err(ApiError::Forbidden(
                 "this join token is for another room".into(),
             ))
         }
+        // A signed-in participant (the host, say) acts as their user; a guest as themself.
+        Credential::Participant(join) => match acting_user(&state, &credential, &id).await? {
+            Some(user) => Actor::User(user),
+            None => Actor::Participant(join.sub.clone()),
+        },
     };
     let command = RoomCommand::RemoveParticipant(RemoveParticipant {
         by,

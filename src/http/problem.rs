@@ -37,6 +37,9 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("{0}")]
     Conflict(String),
+    /// The room (or its waiting room) has no place left.
+    #[error("{0}")]
+    RoomFull(String),
     #[error("{0}")]
     Gone(String),
     #[error("{0}")]
@@ -99,6 +102,7 @@ impl ApiError {
                 "Method not allowed",
             ),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict", "Conflict"),
+            Self::RoomFull(_) => (StatusCode::CONFLICT, "room-full", "Room full"),
             Self::Gone(_) => (StatusCode::GONE, "gone", "Gone"),
             Self::Unprocessable(_) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -231,9 +235,9 @@ impl From<CommandError> for ApiError {
                     | RoomError::NotSelfOrHost
                     | RoomError::Locked
                     | RoomError::GuestsNotAllowed => Self::Forbidden(detail),
+                    RoomError::Full | RoomError::WaitingRoomFull => Self::RoomFull(detail),
                     RoomError::AlreadyExists(_)
                     | RoomError::Ended
-                    | RoomError::Full
                     | RoomError::MoreJoinedThan(_)
                     | RoomError::NotWaiting
                     | RoomError::Invalid(_) => Self::Conflict(detail),

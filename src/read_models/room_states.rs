@@ -8,7 +8,7 @@ use aggregates::{Room, RoomEvent};
 use cqrs_es::Aggregate;
 use serde::Deserialize;
 use sqlx::types::Json;
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::PgConnection;
 
 use super::{Projection, StoredEvent};
 
@@ -39,18 +39,64 @@ impl Projection for RoomStates {
     }
 }
 
-/// The room's state and the sequence of its last event, if it has a state row.
-pub async fn load<'e>(
-    db: impl PgExecutor<'e>,
+/// The room's state after its last event, and that event's sequence; `None` when the room has
+/// no events. The state row is a snapshot: events after it (written by an older version, an
+/// import, a bug) are applied on top, and a row that no longer decodes is rebuilt from the
+/// events, so a stale row never blocks its room.
+pub async fn load(
+    conn: &mut PgConnection,
     room_id: &str,
 ) -> Result<Option<(i64, Room)>, sqlx::Error> {
-    let row: Option<(i64, Json<Room>)> = sqlx::query_as(&format!(
+    let row: Option<(i64, serde_json::Value)> = sqlx::query_as(&format!(
         "SELECT sequence, state FROM {TABLE} WHERE room_id = $1"
     ))
     .bind(room_id)
-    .fetch_optional(db)
+    .fetch_optional(&mut *conn)
     .await?;
-    Ok(row.map(|(sequence, Json(room))| (sequence, room)))
+    let (sequence, room) = snapshot(row, room_id);
+    let (sequence, room) = fold(conn, room_id, sequence, room, i64::MAX).await?;
+    Ok((sequence > 0).then_some((sequence, room)))
+}
+
+/// A state row as stored, or the empty room when there is none or it does not decode (a state
+/// written by another version of `Room`).
+fn snapshot(row: Option<(i64, serde_json::Value)>, room_id: &str) -> (i64, Room) {
+    match row {
+        Some((sequence, state)) => match Room::deserialize(&state) {
+            Ok(room) => (sequence, room),
+            Err(error) => {
+                tracing::warn!(room_id, %error, "a room state does not decode; folding its events");
+                (0, Room::default())
+            }
+        },
+        None => (0, Room::default()),
+    }
+}
+
+/// Applies the room's events after `sequence` and before `before` to `room`.
+async fn fold(
+    conn: &mut PgConnection,
+    room_id: &str,
+    mut sequence: i64,
+    mut room: Room,
+    before: i64,
+) -> Result<(i64, Room), sqlx::Error> {
+    let events: Vec<(i64, serde_json::Value)> = sqlx::query_as(
+        "SELECT sequence, payload FROM events \
+          WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence > $3 AND sequence < $4 \
+          ORDER BY sequence",
+    )
+    .bind(Room::TYPE)
+    .bind(room_id)
+    .bind(sequence)
+    .bind(before)
+    .fetch_all(&mut *conn)
+    .await?;
+    for (next, payload) in &events {
+        room.apply(decode(payload)?);
+        sequence = *next;
+    }
+    Ok((sequence, room))
 }
 
 async fn project(
@@ -94,37 +140,22 @@ async fn project(
     .map(|_| ())
 }
 
-/// The room's state before the event with sequence `next`: its row, locked, or, for a room
-/// from before state rows were kept, its history folded.
+/// The room's state before the event with sequence `next`: its row, locked, with any events
+/// the row lacks folded in.
 async fn current(
     conn: &mut PgConnection,
     table: &str,
     room_id: &str,
     next: i64,
 ) -> Result<(i64, Room), sqlx::Error> {
-    let row: Option<(i64, Json<Room>)> = sqlx::query_as(&format!(
+    let row: Option<(i64, serde_json::Value)> = sqlx::query_as(&format!(
         "SELECT sequence, state FROM {table} WHERE room_id = $1 FOR UPDATE"
     ))
     .bind(room_id)
     .fetch_optional(&mut *conn)
     .await?;
-    if let Some((sequence, Json(room))) = row {
-        return Ok((sequence, room));
-    }
-    let history: Vec<(i64, serde_json::Value)> = sqlx::query_as(
-        "SELECT sequence, payload FROM events \
-          WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence < $3 ORDER BY sequence",
-    )
-    .bind(Room::TYPE)
-    .bind(room_id)
-    .bind(next)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut room = Room::default();
-    for (_, payload) in &history {
-        room.apply(decode(payload)?);
-    }
-    Ok((next - 1, room))
+    let (sequence, room) = snapshot(row, room_id);
+    fold(conn, room_id, sequence, room, next).await
 }
 
 fn decode(payload: &serde_json::Value) -> Result<RoomEvent, sqlx::Error> {

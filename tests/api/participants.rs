@@ -582,43 +582,54 @@ async fn the_limit_holds_in_a_join_storm_across_two_instances() {
                 if user >= 1000 {
                     return statuses;
                 }
-                statuses.push(
-                    join(&app, &room, &format!("user-{user}"))
-                        .await
-                        .status()
-                        .as_u16(),
-                );
+                let response = join(&app, &room, &format!("user-{user}")).await;
+                let status = response.status().as_u16();
+                let body: Value = response.json().await.unwrap();
+                let kind = body["type"].as_str().unwrap_or_default().to_owned();
+                statuses.push((status, kind));
             }
         })
     });
-    let mut statuses = Vec::new();
+    let mut answers = Vec::new();
     for worker in futures_util::future::join_all(workers).await {
-        statuses.extend(worker.unwrap());
+        answers.extend(worker.unwrap());
     }
-    let count = |status: u16| statuses.iter().filter(|s| **s == status).count();
-    assert_eq!(statuses.len(), 1000);
+    let count = |status: u16| answers.iter().filter(|(s, _)| *s == status).count();
+    assert_eq!(answers.len(), 1000);
     assert_eq!(
         (count(201), count(409)),
         (100, 900),
-        "other statuses: {:?}",
-        statuses
+        "other answers: {:?}",
+        answers
             .iter()
-            .filter(|s| **s != 201 && **s != 409)
+            .filter(|(s, _)| *s != 201 && *s != 409)
             .collect::<Vec<_>>()
     );
-    assert_eq!(joined_list(&first, &room, "host").await.len(), 100);
-    let joined_events = events(&first, &room)
+    // Every refusal says the room is full, not that the command lost a race.
+    assert!(answers
+        .iter()
+        .filter(|(s, _)| *s == 409)
+        .all(|(_, kind)| kind.ends_with("/room-full")));
+    let listed: HashSet<String> = joined_list(&first, &room, "host")
+        .await
+        .into_iter()
+        .collect();
+    assert_eq!(listed.len(), 100);
+    let logged = first.count("SELECT count(*) FROM events").await as usize;
+    let on_nats: HashSet<String> = nats
+        .wait_for(logged)
         .await
         .iter()
-        .filter(|e| e.0 == "ParticipantJoined")
-        .count();
-    assert_eq!(joined_events, 100);
-    let messages = nats.wait_for(2 + 100).await;
-    let on_nats = messages
-        .iter()
         .filter(|m| m.subject.ends_with(".ParticipantJoined"))
-        .count();
-    assert_eq!(on_nats, 100);
+        .map(|m| {
+            let envelope: Value = serde_json::from_slice(&m.payload).unwrap();
+            envelope["data"]["participantId"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(on_nats, listed, "the list and the stream agree");
 }
 
 /// A room with 10,000 events of join/leave churn: commands load its state row, not its
@@ -659,8 +670,20 @@ async fn a_room_with_ten_thousand_events_still_decides_from_its_state_row() {
         .await;
     assert_eq!(sequence, 10_003);
 
-    // Everyone left: two places are free, and the third joiner is refused.
+    // Decisions follow the state row, not the history: a row that says one place is left is
+    // believed.
+    let limit = |max: i64| {
+        sqlx::query(
+            "UPDATE room_states SET state = jsonb_set(state, '{settings,maxParticipants}', $1)",
+        )
+        .bind(serde_json::json!(max))
+        .execute(&app.db)
+    };
+    limit(1).await.unwrap();
     assert_eq!(join(&app, &room, "ada").await.status(), 201);
+    assert_eq!(join(&app, &room, "bob").await.status(), 409);
+    limit(2).await.unwrap();
+    // Everyone else left: a second place is free, and the third joiner is refused.
     assert_eq!(join(&app, &room, "bob").await.status(), 201);
     assert_eq!(join(&app, &room, "cy").await.status(), 409);
     let sequence = app
@@ -671,4 +694,59 @@ async fn a_room_with_ten_thousand_events_still_decides_from_its_state_row() {
         .await;
     assert_eq!(sequence, 10_005, "the state row moves with each command");
     assert_eq!(joined_list(&app, &room, "host").await.len(), 2);
+}
+
+/// A state row that lags the log (lost, or written by an older version) never blocks its room:
+/// the events after it are applied on top.
+#[tokio::test]
+async fn a_missing_state_row_is_made_good_from_the_log() {
+    let app = TestApp::spawn().await;
+    let room = new_room(&app, "host", json!({"maxParticipants": 2})).await;
+    assert_eq!(join(&app, &room, "ada").await.status(), 201);
+    sqlx::query("DELETE FROM room_states")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(join(&app, &room, "bob").await.status(), 201);
+    assert_eq!(
+        join(&app, &room, "cy").await.status(),
+        409,
+        "ada and bob are counted"
+    );
+    let sequence = app
+        .count(&format!(
+            "SELECT sequence FROM room_states WHERE room_id = '{}'",
+            id(&room)
+        ))
+        .await;
+    assert_eq!(sequence, 5);
+}
+
+/// The host, with the join token of their own participant, acts as the host.
+#[tokio::test]
+async fn the_hosts_join_token_acts_as_the_host() {
+    let app = TestApp::spawn().await;
+    let room = new_room(&app, "host", json!({"waitingRoom": true})).await;
+    let host: Value = join(&app, &room, "host").await.json().await.unwrap();
+    let token = host["joinToken"].as_str().unwrap();
+    let waiting: Value = join(&app, &room, "ada").await.json().await.unwrap();
+    let pid = waiting["participant"]["id"].as_str().unwrap();
+    let path = format!("/rooms/{}/participants", id(&room));
+    let list = with_token(&app, Method::GET, &format!("{path}?status=waiting"), token).await;
+    assert_eq!(list.status(), 200);
+    let admit = with_token(&app, Method::POST, &format!("{path}/{pid}/admit"), token).await;
+    assert_eq!(admit.status(), 200);
+    let remove = with_token(&app, Method::DELETE, &format!("{path}/{pid}"), token).await;
+    assert_eq!(remove.status(), 204);
+    // A member's join token does not.
+    let bob: Value = join(&app, &room, "bob").await.json().await.unwrap();
+    let bob_token = bob["joinToken"].as_str().unwrap();
+    let listing = with_token(
+        &app,
+        Method::GET,
+        &format!("{path}?status=waiting"),
+        bob_token,
+    )
+    .await;
+    assert_eq!(listing.status(), 403);
 }

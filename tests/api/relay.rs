@@ -396,13 +396,21 @@ async fn an_idle_relay_is_woken_by_commits() {
 }
 
 /// Commands on existing rooms (settings, joins, leaves) and keyed creates, concurrently: each
-/// room's events reach NATS in sequence order, none missing (design note 10: the events insert
-/// is each transaction's first write).
+/// room's events reach NATS in sequence order, none missing, from two instances (design note
+/// 10: the events insert is each transaction's first write).
 #[tokio::test]
 async fn concurrent_commands_on_rooms_arrive_in_per_room_order() {
     use reqwest::Method;
     let nats = NatsServer::start().await;
     let app = Arc::new(TestApp::spawn_with(with_relay(&nats)).await);
+    // Two instances: within one, a room's commands take turns; across them, they race.
+    let other = Arc::new(
+        TestApp::spawn_with(Options {
+            database: Some((app.database_url.clone(), app.database_name.clone())),
+            ..Options::default()
+        })
+        .await,
+    );
     let rooms = (0..5).map(|i| {
         let app = Arc::clone(&app);
         tokio::spawn(async move {
@@ -430,7 +438,7 @@ async fn concurrent_commands_on_rooms_arrive_in_per_room_order() {
         (0..6).map(move |n| (id.clone(), code.clone(), n))
     });
     let tasks = work.map(|(id, code, n)| {
-        let app = Arc::clone(&app);
+        let app = Arc::clone(if n % 3 == 0 { &other } else { &app });
         tokio::spawn(async move {
             if n % 2 == 0 {
                 let body = json!({"maxParticipants": 10 + n});

@@ -669,12 +669,20 @@ async fn twenty_concurrent_requests_with_one_key_create_one_room() {
 #[tokio::test]
 async fn two_patches_racing_lose_no_update() {
     let app = Arc::new(TestApp::spawn().await);
+    // Two instances: within one, a room's commands take turns; across them, they conflict.
+    let other = Arc::new(
+        TestApp::spawn_with(Options {
+            database: Some((app.database_url.clone(), app.database_name.clone())),
+            ..Default::default()
+        })
+        .await,
+    );
     let id = create(&app, "host", json!({})).await["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let racer = |values: std::ops::Range<i64>| {
-        let (app, id) = (Arc::clone(&app), id.clone());
+    let racer = |app: &Arc<TestApp>, values: std::ops::Range<i64>| {
+        let (app, id) = (Arc::clone(app), id.clone());
         tokio::spawn(async move {
             for max in values {
                 let response = patch(&app, &id, "host", json!({"maxParticipants": max})).await;
@@ -682,7 +690,7 @@ async fn two_patches_racing_lose_no_update() {
             }
         })
     };
-    let (a, b) = tokio::join!(racer(10..20), racer(30..40));
+    let (a, b) = tokio::join!(racer(&app, 10..20), racer(&other, 30..40));
     a.unwrap();
     b.unwrap();
     let updates: Vec<i64> = logged(&app, &id)

@@ -14,8 +14,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Presence, RoomCommand, RoomError, RoomEvent, RoomSettings, Status};
 
-/// What a room's decisions need to know of its history.
+/// What a room's decisions need to know of its history. Stored as each room's state row:
+/// fields added later take their default when an older row is read.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Room {
     id: Option<String>,
     host_id: String,

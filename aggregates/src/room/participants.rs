@@ -7,6 +7,10 @@ use crate::{
     ParticipantLeft, RemoveParticipant, Role, RoomError, RoomEvent, Status,
 };
 
+/// Most participants a waiting room holds: anyone may knock (guests need no account), and
+/// each waiting participant is part of the room's state.
+pub const MAX_WAITING: usize = 500;
+
 impl Room {
     /// The host joins at once, whatever the room's rules. Anyone else: not when the room is
     /// locked, guests not when it admits none; into the waiting room when it has one; else in,
@@ -50,6 +54,10 @@ impl Room {
             return Err(RoomError::GuestsNotAllowed);
         }
         if self.settings.waiting_room {
+            let waiting = self.participants.len() - self.joined();
+            if waiting >= MAX_WAITING {
+                return Err(RoomError::WaitingRoomFull);
+            }
             return Ok(vec![RoomEvent::ParticipantWaiting(entered)]);
         }
         if self.joined() >= self.settings.max_participants as usize {
