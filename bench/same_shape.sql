@@ -1,6 +1,7 @@
 -- pgbench: the transaction of one create-room command, as the service runs it
--- (src/event_store.rs, src/read_models/rooms.rs): two events in one INSERT ... UNNEST, then the
--- room view upsert, with the same statements, triggers and indexes.
+-- (src/event_store.rs, src/read_models/): two events in one INSERT ... UNNEST, then the room
+-- view upsert and the room's state row (the participants projection writes nothing for a
+-- create), with the same statements, triggers and indexes.
 \set n random(1, 9000000000000000000)
 BEGIN;
 INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
@@ -31,4 +32,8 @@ ON CONFLICT (id) DO UPDATE SET
   allow_guest_access = EXCLUDED.allow_guest_access, waiting_room = EXCLUDED.waiting_room,
   mute_participants_on_join = EXCLUDED.mute_participants_on_join,
   max_participants = EXCLUDED.max_participants, version = EXCLUDED.version;
+INSERT INTO room_states (room_id, sequence, state)
+SELECT * FROM UNNEST(ARRAY['pgb-' || :client_id || '-' || :n], ARRAY[2::bigint],
+  ARRAY['{"id": "x", "host_id": "u", "settings": {"allowChat": true, "allowScreenShare": true, "allowGuestAccess": true, "waitingRoom": false, "muteParticipantsOnJoin": false, "maxParticipants": 10}, "is_locked": false, "ended": false, "participants": {}}'::jsonb])
+ON CONFLICT (room_id) DO UPDATE SET sequence = EXCLUDED.sequence, state = EXCLUDED.state;
 COMMIT;
