@@ -616,6 +616,9 @@ def storm(bases, token, secret, url):
             "settle_ms": ms(max(a[1] for a in done) - min(a[0] for a in done)),
             "p50_ms": ms(percentile(latencies, 0.5)), "p99_ms": ms(percentile(latencies, 0.99)),
             "max_ms": ms(max(latencies)), "statuses": statuses, "statuses_by_instance": by_instance,
+            "latency_by_instance_ms": [
+                {"p50": ms(percentile(mine, 0.5)), "p99": ms(percentile(mine, 0.99)), "max": ms(max(mine))}
+                for mine in ([a[1] - a[0] for a in done if a[3] == i] for i in range(len(bases)))],
             "refusals": details,
             "participants_listed": len(listed),
             "joined_events": count_events(url, "ParticipantJoined", room["id"]),
@@ -888,11 +891,13 @@ def print_joins(r):
           f"p99 {s['p99_ms']} ms, max {s['max_ms']} ms; answered {s['answered']} of {s['users']}")
     print(f"statuses: {codes(s['statuses'])}; by instance: "
           + "; ".join(f"#{i + 1} {codes(c)}" for i, c in enumerate(s["statuses_by_instance"])))
+    print("answers by instance: " + "; ".join(f"#{i + 1} p50 {t['p50']} ms, p99 {t['p99']} ms, max {t['max']} ms"
+                                              for i, t in enumerate(s["latency_by_instance_ms"])))
     print("refusals: " + "; ".join(f"{n} × {d}" for d, n in sorted(s["refusals"].items())))
     print(f"participants listed: {s['participants_listed']}; ParticipantJoined events: {s['joined_events']}; "
           f"published by the relay meanwhile: {s['relay_published']}")
-    print(f"conflict retries by instance: {s['conflict_retries_by_instance']}; commands that gave up after "
-          f"10 attempts: {s['gave_up_by_instance']}; {load(s)}")
+    print(f"conflict retries by instance: {s['conflict_retries_by_instance']}; commands that gave up on "
+          f"conflicts: {s['gave_up_by_instance']}; {load(s)}")
     print(f"\nLong room: {l['events_written']} events of join/leave churn (state row at sequence "
           f"{l['sequences_before']['long']}) against a fresh room (state row at sequence "
           f"{l['sequences_before']['fresh']}), {l['joins']} joins and leaves on each, one at a time, after 20 not counted:")

@@ -1,9 +1,10 @@
 -- pgbench: one POST /rooms/code/{code}/join by a signed-in user who is not yet in the room, as
 -- the service runs it (src/http/participants.rs join_room: rooms::find_by_code; then
 -- src/commands.rs execute_to_completion: room_states::load, then the event store's transaction
--- with the inline projections; then participants::find_user): the same nine statements, in the
--- same order, on the same tables, triggers and indexes. Captured with log_statement=all. The
--- rooms projection runs no statement for a ParticipantJoined.
+-- with the inline projections participants and room_states; the answer is made from the event,
+-- with no read-back): the same ten statements, in the same order, on the same tables, triggers
+-- and indexes. Captured with log_statement=all from commit 2dc131f. The rooms projection runs
+-- no statement for a ParticipantJoined.
 --
 -- Variables (pgbench -D): rooms = how many rooms bench.py seeded (fewer than 26^3), clients =
 -- pgbench -c. Room r has the id '00000000-0000-4000-8000-' || lpad(r, 12, '0') and the code
@@ -24,9 +25,13 @@ SELECT id, code, name, host_id, host_display_name, host_avatar_url, is_active,
   max_participants, version
   FROM rooms WHERE code = 'aaa-aaa-' || chr(97 + :c1) || chr(97 + :c2) || chr(97 + :c3)
 \gset
--- 2. load: the room's state row (room_states::load, pooled connection).
+-- 2. load: the room's state row, then the events after it, if any (room_states::load, on one
+-- pooled connection); there are none here, as in the service's runs.
 SELECT sequence, state FROM room_states WHERE room_id = :id
 \gset
+SELECT sequence, payload FROM events
+  WHERE aggregate_type = 'Room' AND aggregate_id = :id AND sequence > :sequence AND sequence < 9223372036854775807
+  ORDER BY sequence;
 -- decide: one ParticipantJoined at the next sequence (computed here, not by a statement).
 \set next :sequence + 1
 -- 3. the transaction (src/db.rs Tx: BEGIN as a plain statement).
@@ -50,10 +55,14 @@ SELECT * FROM UNNEST(
   ARRAY[NULL]::text[], ARRAY['member']::text[], ARRAY['joined']::text[], ARRAY[false]::bool[],
   ARRAY[now()]::timestamptz[])
 ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, joined_at = EXCLUDED.joined_at;
--- the room_states projection: the state row, locked, then the new state. The service
--- serializes the aggregate with the participant added; here jsonb_set adds the same entry to
--- the state read in 2, so the row grows with each join as the service's does.
+-- the room_states projection: the state row, locked, and the events between it and this one
+-- (none), then the new state. The service serializes the aggregate with the participant added;
+-- here jsonb_set adds the same entry to the state read in 2, so the row grows with each join as
+-- the service's does.
 SELECT sequence, state FROM room_states WHERE room_id = :id FOR UPDATE;
+SELECT sequence, payload FROM events
+  WHERE aggregate_type = 'Room' AND aggregate_id = :id AND sequence > :sequence AND sequence < :next
+  ORDER BY sequence;
 INSERT INTO room_states (room_id, sequence, state)
 SELECT * FROM UNNEST(ARRAY[:id]::text[], ARRAY[:next]::int8[],
   ARRAY[jsonb_set(:state::jsonb,
@@ -62,7 +71,3 @@ SELECT * FROM UNNEST(ARRAY[:id]::text[], ARRAY[:next]::int8[],
       'userId', 'pgbench-user-' || lpad(:client_id::text, 2, '0') || lpad(:p::text, 10, '0')))]::jsonb[])
 ON CONFLICT (room_id) DO UPDATE SET sequence = EXCLUDED.sequence, state = EXCLUDED.state;
 COMMIT;
--- 4. the response: the participant read back (participants::find_user, pooled connection).
-SELECT id, room_id, user_id, display_name, avatar_url, role, status, muted, joined_at
-  FROM participants
-  WHERE room_id = :id AND user_id = 'pgbench-user-' || lpad(:client_id::text, 2, '0') || lpad(:p::text, 10, '0');
