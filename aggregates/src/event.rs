@@ -33,6 +33,7 @@ pub struct RoomCreated {
     pub host: Host,
     pub is_active: bool,
     pub is_locked: bool,
+    #[serde(with = "crate::timestamp")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -47,6 +48,7 @@ pub struct SettingsConfigured {
     pub waiting_room: bool,
     pub mute_participants_on_join: bool,
     pub max_participants: i64,
+    #[serde(with = "crate::timestamp")]
     pub configured_at: DateTime<Utc>,
 }
 
@@ -69,6 +71,7 @@ impl SettingsConfigured {
 pub struct SettingsUpdated {
     pub room_id: String,
     pub changes: SettingsChanges,
+    #[serde(with = "crate::timestamp")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -76,6 +79,7 @@ pub struct SettingsUpdated {
 #[serde(rename_all = "camelCase")]
 pub struct RoomLocked {
     pub room_id: String,
+    #[serde(with = "crate::timestamp")]
     pub at: DateTime<Utc>,
 }
 
@@ -83,6 +87,7 @@ pub struct RoomLocked {
 #[serde(rename_all = "camelCase")]
 pub struct RoomUnlocked {
     pub room_id: String,
+    #[serde(with = "crate::timestamp")]
     pub at: DateTime<Utc>,
 }
 
@@ -90,6 +95,7 @@ pub struct RoomUnlocked {
 #[serde(rename_all = "camelCase")]
 pub struct RoomEnded {
     pub room_id: String,
+    #[serde(with = "crate::timestamp")]
     pub ended_at: DateTime<Utc>,
     /// The user who ended it.
     pub ended_by: String,
@@ -107,6 +113,7 @@ pub struct ParticipantEntered {
     pub avatar_url: Option<String>,
     pub role: Role,
     pub muted: bool,
+    #[serde(with = "crate::timestamp")]
     pub at: DateTime<Utc>,
 }
 
@@ -118,6 +125,7 @@ pub struct ParticipantDecided {
     pub participant_id: String,
     /// The host, who decided.
     pub by: String,
+    #[serde(with = "crate::timestamp")]
     pub at: DateTime<Utc>,
 }
 
@@ -127,6 +135,7 @@ pub struct ParticipantLeft {
     pub room_id: String,
     pub participant_id: String,
     pub reason: LeaveReason,
+    #[serde(with = "crate::timestamp")]
     pub at: DateTime<Utc>,
 }
 

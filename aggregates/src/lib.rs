@@ -11,6 +11,7 @@ mod event;
 mod participant;
 mod room;
 mod settings;
+mod timestamp;
 mod validation;
 
 pub use code::{RoomCode, RoomCodeError};
