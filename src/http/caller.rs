@@ -27,10 +27,7 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts)?.ok_or(ApiError::Unauthorized(
-            "missing Authorization header with a Bearer token".into(),
-        ))?;
-        user(state, token).map(Caller)
+        user(state, required_bearer(parts)?).map(Caller)
     }
 }
 
@@ -55,9 +52,7 @@ impl FromRequestParts<AppState> for Credential {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts)?.ok_or(ApiError::Unauthorized(
-            "missing Authorization header with a Bearer token".into(),
-        ))?;
+        let token = required_bearer(parts)?;
         if let Ok(join) = state.tokens.verify_join(token) {
             return Ok(Self::Participant(join));
         }
@@ -73,6 +68,12 @@ fn user(state: &AppState, token: &str) -> Result<Claims, ApiError> {
             detail: error.detail(),
             code: "invalid_token",
         })
+}
+
+fn required_bearer(parts: &Parts) -> Result<&str, ApiError> {
+    bearer(parts)?.ok_or(ApiError::Unauthorized(
+        "missing Authorization header with a Bearer token".into(),
+    ))
 }
 
 /// The bearer token, if the request has an `Authorization` header.

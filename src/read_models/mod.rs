@@ -20,10 +20,12 @@ pub struct StoredEvent<'a> {
 
 /// A read model kept in one table by applying events to its rows.
 pub trait Projection: Send + Sync {
-    /// What operators call it (`neuronmeet replay --projection NAME`).
-    fn name(&self) -> &'static str;
     /// The live table.
     fn table(&self) -> &'static str;
+    /// What operators call it (`neuronmeet replay --projection NAME`): its table's name.
+    fn name(&self) -> &'static str {
+        self.table()
+    }
     /// Applies `events`, in log order, to the rows of `table`: the live table inside a
     /// command's transaction, or a rebuild's fresh copy of it (same columns and constraints).
     fn apply<'a>(
@@ -36,7 +38,9 @@ pub trait Projection: Send + Sync {
     /// What a violation of one of the table's unique constraints means to the command whose
     /// transaction hit it (an error the command handles), or `None` for constraints that mean
     /// nothing beyond a failure.
-    fn violation(&self, constraint: &str) -> Option<crate::BoxError>;
+    fn violation(&self, _constraint: &str) -> Option<crate::BoxError> {
+        None
+    }
 }
 
 /// Every inline projection, in the order a command's transaction applies them.

@@ -19,10 +19,6 @@ const COLUMNS: &str =
 pub struct Participants;
 
 impl Projection for Participants {
-    fn name(&self) -> &'static str {
-        TABLE
-    }
-
     fn table(&self) -> &'static str {
         TABLE
     }
@@ -34,10 +30,6 @@ impl Projection for Participants {
         events: &'a [StoredEvent<'a>],
     ) -> futures_util::future::BoxFuture<'a, Result<(), sqlx::Error>> {
         Box::pin(project(conn, table, events))
-    }
-
-    fn violation(&self, _constraint: &str) -> Option<crate::BoxError> {
-        None
     }
 }
 

@@ -17,10 +17,6 @@ const TABLE: &str = "room_states";
 pub struct RoomStates;
 
 impl Projection for RoomStates {
-    fn name(&self) -> &'static str {
-        TABLE
-    }
-
     fn table(&self) -> &'static str {
         TABLE
     }
@@ -32,10 +28,6 @@ impl Projection for RoomStates {
         events: &'a [StoredEvent<'a>],
     ) -> futures_util::future::BoxFuture<'a, Result<(), sqlx::Error>> {
         Box::pin(project(conn, table, events))
-    }
-
-    fn violation(&self, _constraint: &str) -> Option<crate::BoxError> {
-        None
     }
 }
 

@@ -25,10 +25,6 @@ pub struct CodeTaken;
 pub struct Rooms;
 
 impl Projection for Rooms {
-    fn name(&self) -> &'static str {
-        TABLE
-    }
-
     fn table(&self) -> &'static str {
         TABLE
     }

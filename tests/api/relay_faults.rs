@@ -61,6 +61,17 @@ async fn relay_becomes(
     false
 }
 
+/// An instance whose relay published `rooms` rooms, then died.
+async fn published_then_stopped(nats: &NatsServer, rooms: usize) -> TestApp {
+    let mut app = TestApp::spawn_with(with_relay(nats.relay_config())).await;
+    for _ in 0..rooms {
+        app.create_room(json!({})).await;
+    }
+    assert_eq!(nats.wait_for(2 * rooms).await.len(), 2 * rooms);
+    stop_relay(&mut app).await;
+    app
+}
+
 async fn stop_relay(app: &mut TestApp) {
     app.relay.take().unwrap().abort();
     // The leader's session closes with the task; give the server a moment to see it.
@@ -138,10 +149,7 @@ async fn a_hole_in_the_stream_is_published_not_skipped() {
 #[tokio::test]
 async fn a_purged_stream_or_a_deleted_last_message_does_not_stop_the_relay() {
     let nats = NatsServer::start().await;
-    let mut app = TestApp::spawn_with(with_relay(nats.relay_config())).await;
-    app.create_room(json!({})).await;
-    assert_eq!(nats.wait_for(2).await.len(), 2);
-    stop_relay(&mut app).await;
+    let app = published_then_stopped(&nats, 1).await;
     let js = nats.jetstream().await;
     js.get_stream("ROOMS").await.unwrap().purge().await.unwrap();
 
@@ -236,12 +244,7 @@ async fn a_wakeup_flag_left_armed_by_a_dead_leader_is_reset_by_the_next() {
 #[tokio::test]
 async fn each_stream_has_its_own_checkpoint() {
     let nats = NatsServer::start().await;
-    let mut app = TestApp::spawn_with(with_relay(nats.relay_config())).await;
-    for _ in 0..2 {
-        app.create_room(json!({})).await;
-    }
-    assert_eq!(nats.wait_for(4).await.len(), 4);
-    stop_relay(&mut app).await;
+    let app = published_then_stopped(&nats, 2).await;
 
     // The operator points the service at a new stream (on another server): it gets every event.
     let other = NatsServer::start().await;
@@ -266,10 +269,7 @@ async fn each_stream_has_its_own_checkpoint() {
 #[tokio::test]
 async fn a_checkpoint_from_another_cluster_with_consistent_ids_goes_on() {
     let nats = NatsServer::start().await;
-    let mut app = TestApp::spawn_with(with_relay(nats.relay_config())).await;
-    app.create_room(json!({})).await;
-    assert_eq!(nats.wait_for(2).await.len(), 2);
-    stop_relay(&mut app).await;
+    let app = published_then_stopped(&nats, 1).await;
 
     sqlx::query("UPDATE checkpoints SET cluster_id = cluster_id + 1")
         .execute(&app.db)
@@ -293,10 +293,7 @@ async fn a_checkpoint_from_another_cluster_with_consistent_ids_goes_on() {
 #[tokio::test]
 async fn a_log_restored_into_a_younger_cluster_stops_publishing_loudly() {
     let nats = NatsServer::start().await;
-    let mut app = TestApp::spawn_with(with_relay(nats.relay_config())).await;
-    app.create_room(json!({})).await;
-    assert_eq!(nats.wait_for(2).await.len(), 2);
-    stop_relay(&mut app).await;
+    let app = published_then_stopped(&nats, 1).await;
 
     // What pg_restore writes: an event with the transaction id it had in the old cluster.
     sqlx::query(
@@ -329,12 +326,7 @@ async fn a_log_restored_into_a_younger_cluster_stops_publishing_loudly() {
 #[tokio::test]
 async fn the_previous_versions_checkpoint_is_adopted_without_duplicates() {
     let nats = NatsServer::start().await;
-    let mut app = TestApp::spawn_with(with_relay(nats.relay_config())).await;
-    for _ in 0..3 {
-        app.create_room(json!({})).await;
-    }
-    assert_eq!(nats.wait_for(6).await.len(), 6);
-    stop_relay(&mut app).await;
+    let app = published_then_stopped(&nats, 3).await;
     // As the previous version left it: named `nats`, two events behind the stream.
     sqlx::raw_sql(
         "DELETE FROM checkpoints; \
@@ -360,10 +352,7 @@ async fn the_previous_versions_checkpoint_is_adopted_without_duplicates() {
 #[tokio::test]
 async fn a_checkpoint_ahead_of_the_clusters_transaction_ids_stops_publishing_loudly() {
     let nats = NatsServer::start().await;
-    let mut app = TestApp::spawn_with(with_relay(nats.relay_config())).await;
-    app.create_room(json!({})).await;
-    assert_eq!(nats.wait_for(2).await.len(), 2);
-    stop_relay(&mut app).await;
+    let app = published_then_stopped(&nats, 1).await;
 
     // What a restore into a younger cluster looks like: the checkpoint's transaction id is in
     // the future of this cluster.
