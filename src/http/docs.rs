@@ -17,7 +17,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// The OpenAPI 3.1 document of this API
-#[utoipa::path(get, path = "/openapi.json", tag = "documentation",
+#[utoipa::path(get, path = "/openapi.json", tag = "documentation", security(()),
     responses((status = 200, description = "This document.", content_type = "application/json", body = Object)))]
 async fn openapi_json(State(state): State<AppState>) -> impl IntoResponse {
     (
@@ -27,7 +27,7 @@ async fn openapi_json(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// API documentation page
-#[utoipa::path(get, path = "/docs", tag = "documentation",
+#[utoipa::path(get, path = "/docs", tag = "documentation", security(()),
     responses((status = 200, description = "An HTML page rendering /openapi.json.", content_type = "text/html", body = String)))]
 async fn docs_page() -> impl IntoResponse {
     (
@@ -37,7 +37,7 @@ async fn docs_page() -> impl IntoResponse {
 }
 
 /// Script of the documentation page
-#[utoipa::path(get, path = "/docs/docs.js", tag = "documentation",
+#[utoipa::path(get, path = "/docs/docs.js", tag = "documentation", security(()),
     responses((status = 200, description = "JavaScript.", content_type = "text/javascript", body = String)))]
 async fn docs_script() -> impl IntoResponse {
     (
@@ -47,7 +47,7 @@ async fn docs_script() -> impl IntoResponse {
 }
 
 /// Style sheet of the documentation page
-#[utoipa::path(get, path = "/docs/docs.css", tag = "documentation",
+#[utoipa::path(get, path = "/docs/docs.css", tag = "documentation", security(()),
     responses((status = 200, description = "CSS.", content_type = "text/css", body = String)))]
 async fn docs_style() -> impl IntoResponse {
     (

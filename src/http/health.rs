@@ -23,7 +23,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// HTTP requests by route and status with latency histograms, commands by outcome and
 /// rejection reason, aggregate conflicts, code collisions, relay published count, delay and
 /// lag, and database pool usage.
-#[utoipa::path(get, path = "/metrics", tag = "operations",
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
     responses((status = 200, description = "Prometheus text format 0.0.4.", content_type = "text/plain", body = String)))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     if let Ok((events, seconds)) = relay::lag(&state.pool, &state.relay.checkpoint()).await {
@@ -48,24 +48,25 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 /// Liveness
 ///
 /// 200 while the process is alive and serving HTTP.
-#[utoipa::path(get, path = "/healthz", tag = "operations",
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
     responses((status = 200, description = "Alive.", body = Object, example = json!({"status": "ok"}))))]
 async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
 /// Readiness
-#[utoipa::path(get, path = "/readyz", tag = "operations",
+///
+/// 200 when PostgreSQL answers and every migration is applied; 503 otherwise. The relay's
+/// state, a reason code when it is degraded, and its lag are reported; NATS being down does
+/// not make the service unready, since creates still succeed (the log is the outbox) and are
+/// delivered when NATS returns. Errors themselves go to the log, never to this public answer.
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
     responses(
         (status = 200, description = "PostgreSQL reachable and migrated; the relay's state (with a reason code when degraded) and lag.", body = Object,
             example = json!({"status": "ready", "database": {"status": "ok"},
                 "relay": {"status": "publishing", "published": 42, "lag": {"events": 0, "seconds": 0.0}}})),
         (status = 503, description = "PostgreSQL unreachable or migrations pending.", body = Object),
     ))]
-/// 200 when PostgreSQL answers and every migration is applied; 503 otherwise. The relay's
-/// state, a reason code when it is degraded, and its lag are reported; NATS being down does
-/// not make the service unready, since creates still succeed (the log is the outbox) and are
-/// delivered when NATS returns. Errors themselves go to the log, never to this public answer.
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let latest = db::MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
     let applied: Result<Option<i64>, _> =

@@ -57,6 +57,7 @@ pub struct AppState {
         description = "Meeting rooms of NeuronMeet. Errors are RFC 9457 problems (application/problem+json).",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
+    servers((url = "/", description = "This service")),
     modifiers(&BearerAuth),
     tags(
         (name = "rooms", description = "Create and look up meeting rooms"),

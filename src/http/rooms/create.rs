@@ -26,8 +26,8 @@ use crate::idempotency::{self, Idempotency};
     tag = "rooms",
     security(("bearer" = [])),
     params(
-        ("X-Request-Id" = Option<String>, Header, description = "Correlation id; generated when absent, returned, and stored in the events' metadata."),
-        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 printable ASCII characters. A repeat of the same request (same caller, key and body) within 24 hours gets the first response again, with `Idempotent-Replayed: true`, and creates nothing.",
+        ("X-Request-Id" = Option<String>, Header, nullable = false, description = "Correlation id; generated when absent, returned, and stored in the events' metadata."),
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, description = "1 to 255 printable ASCII characters. A repeat of the same request (same caller, key and body) within 24 hours gets the first response again, with `Idempotent-Replayed: true`, and creates nothing.",
             min_length = 1, max_length = 255, pattern = "^[\\x20-\\x7E]+$"),
     ),
     request_body(content = CreateRoomRequest, content_type = "application/json",

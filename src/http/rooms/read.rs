@@ -45,6 +45,7 @@ pub(super) async fn get_room(
     get,
     path = "/rooms/code/{code}",
     tag = "rooms",
+    security(()),
     params(("code" = String, Path, description = "Room code, `xxx-xxx-xxx`", example = "abc-def-ghi")),
     responses(
         (status = 200, description = "The room's public view.", body = PublicRoom),
