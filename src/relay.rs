@@ -317,8 +317,8 @@ async fn publish(
     while !stopping(shutdown) {
         // While there is work, keep publishing: committers need not wake us. A partial batch
         // means we are caught up: let the next events gather for a moment rather than spin.
-        let published = publish_batch(session, js, &mut stream, config, &mut cursor).await?;
-        status.update(|s| s.published += published as u64);
+        let published =
+            publish_batch(session, js, &mut stream, config, &mut cursor, status).await?;
         if published as i64 == config.batch_size {
             continue;
         }
@@ -340,8 +340,8 @@ async fn publish(
         // the flag before it was set commits without notifying.
         set_armed(session, true).await?;
         await_running_transactions(session).await?;
-        let published = publish_batch(session, js, &mut stream, config, &mut cursor).await?;
-        status.update(|s| s.published += published as u64);
+        let published =
+            publish_batch(session, js, &mut stream, config, &mut cursor, status).await?;
         if published == 0 {
             tokio::select! {
                 notification = listener.recv() => { notification?; }
@@ -639,6 +639,7 @@ async fn publish_batch(
     stream: &mut jetstream::stream::Stream,
     config: &RelayConfig,
     cursor: &mut Cursor,
+    status: &RelayStatus,
 ) -> Result<usize, Fault> {
     let batch = event_log::read_after(
         &mut *session,
@@ -696,6 +697,7 @@ async fn publish_batch(
     cursor.stream_sequence = stream_sequence;
     cursor.chain = Some(stream_sequence);
     save_checkpoint(session, cursor).await?;
+    status.update(|s| s.published += batch.len() as u64);
     Ok(batch.len())
 }
 

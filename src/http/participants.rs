@@ -20,7 +20,7 @@ use super::body::MaybeJsonObject;
 use super::fields::{Fields, Nulls};
 use super::problem::Problem;
 use super::query::{Params, RawParams};
-use super::rooms::timestamp;
+use super::rooms::{find_room, timestamp};
 use super::{request_id, ApiError, AppState, Credential, MaybeCaller};
 use crate::commands::{self, CommandError};
 use crate::read_models::{participants, rooms};
@@ -407,14 +407,6 @@ async fn remove(
         .execute(&id, command, request_id(&headers))
         .await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-async fn find_room(state: &AppState, id: &str) -> Result<projections::RoomView, ApiError> {
-    let not_found = || ApiError::NotFound(format!("no room has id {id}"));
-    uuid::Uuid::parse_str(id).map_err(|_| not_found())?;
-    rooms::find_by_id(&state.pool, id)
-        .await?
-        .ok_or_else(not_found)
 }
 
 fn no_such_participant() -> ApiError {

@@ -39,16 +39,45 @@ pub async fn load(
     conn: &mut PgConnection,
     room_id: &str,
 ) -> Result<Option<(i64, Room)>, sqlx::Error> {
-    let row: Option<(i64, serde_json::Value)> = sqlx::query_as(&format!(
-        "SELECT sequence, state FROM {TABLE} WHERE room_id = $1"
+    // The row and the events after it in one round trip (usually the row alone).
+    let rows: Vec<StateAndEvent> = sqlx::query_as(&format!(
+        "SELECT s.sequence, s.state, e.sequence, e.payload \
+               FROM (SELECT 1) AS one \
+               LEFT JOIN {TABLE} s ON s.room_id = $2 \
+               LEFT JOIN events e ON e.aggregate_type = $1 AND e.aggregate_id = $2 \
+                                 AND e.sequence > COALESCE(s.sequence, 0) \
+              ORDER BY e.sequence"
     ))
+    .bind(Room::TYPE)
     .bind(room_id)
-    .fetch_optional(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
-    let (sequence, room) = snapshot(row, room_id);
-    let (sequence, room) = fold(conn, room_id, sequence, room, i64::MAX).await?;
+    let row = rows
+        .first()
+        .and_then(|(sequence, state, _, _)| Some(((*sequence)?, state.clone()?)));
+    let had_row = row.is_some();
+    let (mut sequence, mut room) = snapshot(row, room_id);
+    if had_row && sequence == 0 {
+        // The row did not decode: the events joined above start after it, so fold them all.
+        let (sequence, room) = fold(conn, room_id, 0, room, i64::MAX).await?;
+        return Ok((sequence > 0).then_some((sequence, room)));
+    }
+    for (_, _, next, payload) in &rows {
+        if let (Some(next), Some(payload)) = (next, payload) {
+            room.apply(decode(payload)?);
+            sequence = *next;
+        }
+    }
     Ok((sequence > 0).then_some((sequence, room)))
 }
+
+/// The state row's sequence and state, and one event after it (all NULL where missing).
+type StateAndEvent = (
+    Option<i64>,
+    Option<serde_json::Value>,
+    Option<i64>,
+    Option<serde_json::Value>,
+);
 
 /// A state row as stored, or the empty room when there is none or it does not decode (a state
 /// written by another version of `Room`).
@@ -147,6 +176,10 @@ async fn current(
     .fetch_optional(&mut *conn)
     .await?;
     let (sequence, room) = snapshot(row, room_id);
+    if sequence == next - 1 {
+        // The usual case, in a command's transaction: the row is the state before this event.
+        return Ok((sequence, room));
+    }
     fold(conn, room_id, sequence, room, next).await
 }
 

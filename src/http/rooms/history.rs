@@ -8,14 +8,13 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::find_room;
 use super::views::timestamp;
-use super::{known_id, no_such_room};
 use crate::event_log;
 use crate::http::problem::Problem;
 use crate::http::query::{Params, RawParams};
 use crate::http::Caller;
 use crate::http::{ApiError, AppState};
-use crate::read_models::rooms;
 
 /// A room's events
 ///
@@ -52,10 +51,7 @@ pub(super) async fn room_events(
     let after = params.integer("after", 0..=i64::MAX, 0);
     let limit = params.integer("limit", 1..=500, 100);
     params.finish()?;
-    known_id(&id)?;
-    let room = rooms::find_by_id(&state.pool, &id)
-        .await?
-        .ok_or_else(|| no_such_room(&id))?;
+    let room = find_room(&state, &id).await?;
     if room.host_id != claims.sub {
         return Err(ApiError::Forbidden(
             "only the room's host may read its events".into(),

@@ -34,11 +34,16 @@ fn known_id(id: &str) -> Result<(), ApiError> {
         .map_err(|_| no_such_room(id))
 }
 
+/// The room's view, or 404 (without asking the database when `id` is no UUID).
+pub async fn find_room(state: &AppState, id: &str) -> Result<projections::RoomView, ApiError> {
+    known_id(id)?;
+    rooms::find_by_id(&state.pool, id)
+        .await?
+        .ok_or_else(|| no_such_room(id))
+}
+
 /// The room as GET /rooms/{id} answers it: read-your-writes, since a command writes the view in
 /// its own transaction.
 async fn full_room(state: &AppState, id: &str) -> Result<FullRoom, ApiError> {
-    let view = rooms::find_by_id(&state.pool, id)
-        .await?
-        .ok_or_else(|| no_such_room(id))?;
-    FullRoom::try_from(view)
+    FullRoom::try_from(find_room(state, id).await?)
 }
