@@ -106,3 +106,11 @@ impl Params {
         }
     }
 }
+
+/// Cuts a page read with one item more than asked (`limit + 1`, to learn whether another page
+/// follows) back to `limit`; the page's last item when another page follows.
+pub fn next_page_after<T>(items: &mut Vec<T>, limit: i64) -> Option<&T> {
+    let more = items.len() as i64 > limit;
+    items.truncate(limit as usize);
+    items.last().filter(|_| more)
+}

@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::problem::Problem;
-use super::query::{Params, RawParams};
+use super::query::{next_page_after, Params, RawParams};
 use super::rooms::FullRoom;
 use super::{ApiError, AppState};
 use crate::http::Caller;
@@ -65,18 +65,12 @@ async fn my_rooms(
     // One more than asked: whether there is a next page.
     let mut views =
         rooms::hosted_by(&state.pool, &claims.sub, status, after.as_ref(), limit + 1).await?;
-    let more = views.len() as i64 > limit;
-    views.truncate(limit as usize);
-    let next_cursor = more
-        .then(|| {
-            views.last().map(|last| {
-                encode_cursor(&After {
-                    created_at: last.created_at,
-                    id: last.id.clone(),
-                })
-            })
+    let next_cursor = next_page_after(&mut views, limit).map(|last| {
+        encode_cursor(&After {
+            created_at: last.created_at,
+            id: last.id.clone(),
         })
-        .flatten();
+    });
     let items = views
         .into_iter()
         .map(FullRoom::try_from)

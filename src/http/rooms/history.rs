@@ -12,7 +12,7 @@ use super::find_room;
 use super::views::timestamp;
 use crate::event_log;
 use crate::http::problem::Problem;
-use crate::http::query::{Params, RawParams};
+use crate::http::query::{next_page_after, Params, RawParams};
 use crate::http::Caller;
 use crate::http::{ApiError, AppState};
 
@@ -59,9 +59,7 @@ pub(super) async fn room_events(
     }
     // One more than asked: whether there is a next page.
     let mut events = event_log::history(&state.pool, Room::TYPE, &id, after, limit + 1).await?;
-    let more = events.len() as i64 > limit;
-    events.truncate(limit as usize);
-    let next_after = more.then(|| events.last().map(|e| e.sequence)).flatten();
+    let next_after = next_page_after(&mut events, limit).map(|e| e.sequence);
     let items = events
         .into_iter()
         .map(|event| RoomEventItem {
