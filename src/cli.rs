@@ -39,6 +39,8 @@ enum Command {
     Tail(TailArgs),
     /// Print a bearer token signed with JWT_SECRET, for development.
     Token(TokenArgs),
+    /// Print the OpenAPI document (what GET /openapi.json serves), for client generators.
+    Openapi,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -308,6 +310,10 @@ async fn run(command: Command) -> Result<(), BoxError> {
                     summary.events_per_second()
                 );
             }
+            Ok(())
+        }
+        Command::Openapi => {
+            println!("{}", crate::http::openapi_json());
             Ok(())
         }
         Command::Tail(args) => {

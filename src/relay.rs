@@ -579,7 +579,7 @@ async fn reconcile(
                 .and_then(|envelope| {
                     Some((
                         envelope["id"].as_str()?.to_owned(),
-                        envelope["globalposition"].as_i64()?,
+                        global_position(&envelope["globalposition"])?,
                     ))
                 }),
             Err(_) => None, // deleted, or purged
@@ -713,10 +713,28 @@ fn envelope(event: &LoggedEvent, id: &str) -> Value {
         "time": event.recorded_at.to_rfc3339_opts(SecondsFormat::Millis, true),
         "datacontenttype": "application/json",
         "dataschemaversion": event.event_version,
-        "sequence": event.sequence,
-        "globalposition": event.position.global_position,
+        "sequence": sequence_attribute(event.sequence),
+        "globalposition": event.position.global_position.to_string(),
         "data": data,
     })
+}
+
+/// Width of the `sequence` attribute: every positive i64 fits.
+const SEQUENCE_DIGITS: usize = 19;
+
+/// The CloudEvents Sequence extension is a string that sorts lexicographically: zero-padded,
+/// so that "…0010" follows "…0009".
+pub fn sequence_attribute(sequence: i64) -> String {
+    format!("{sequence:0SEQUENCE_DIGITS$}")
+}
+
+/// `globalposition` as published: a decimal string (CloudEvents integers are 32-bit), or a
+/// JSON number in messages of versions before that.
+fn global_position(attribute: &Value) -> Option<i64> {
+    match attribute {
+        Value::String(text) => text.parse().ok(),
+        other => other.as_i64(),
+    }
 }
 
 /// Shutdown was requested, or whoever could request it is gone.
@@ -748,4 +766,32 @@ pub async fn lag(pool: &PgPool, checkpoint: &str) -> Result<(i64, f64), sqlx::Er
     .bind(LAG_COUNT_LIMIT)
     .fetch_one(pool)
     .await
+}
+
+#[cfg(test)]
+mod envelope_tests {
+    use super::*;
+
+    #[test]
+    fn sequences_sort_as_text_the_way_they_sort_as_numbers() {
+        let numbers = [1, 2, 9, 10, 11, 99, 100, 1_000_000, i64::MAX];
+        let mut texts: Vec<String> = numbers.iter().map(|n| sequence_attribute(*n)).collect();
+        texts.sort();
+        let back: Vec<i64> = texts.iter().map(|t| t.parse().unwrap()).collect();
+        assert_eq!(back, numbers);
+    }
+
+    #[test]
+    fn global_positions_read_as_strings_and_as_the_numbers_of_older_versions() {
+        let beyond_int32 = 5_000_000_000_i64;
+        assert_eq!(
+            global_position(&Value::from(beyond_int32.to_string())),
+            Some(beyond_int32)
+        );
+        assert_eq!(
+            global_position(&Value::from(beyond_int32)),
+            Some(beyond_int32)
+        );
+        assert_eq!(global_position(&Value::from("x")), None);
+    }
 }

@@ -45,7 +45,10 @@ pub async fn run(
                 event["time"].as_str().unwrap_or_default(),
                 event["type"].as_str().unwrap_or_default(),
                 event["subject"].as_str().unwrap_or_default(),
-                event["sequence"],
+                event["sequence"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .trim_start_matches('0'),
                 event["data"]
             );
             order.push_back(id);

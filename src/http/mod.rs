@@ -131,6 +131,14 @@ async fn overload_problem(error: BoxError) -> ApiError {
     }
 }
 
+/// The OpenAPI document of every route, as GET /openapi.json serves it.
+pub fn openapi_json() -> String {
+    routes()
+        .1
+        .to_json()
+        .expect("the OpenAPI document serializes")
+}
+
 pub fn router(mut state: AppState, limits: &Limits) -> Router {
     let (routes, openapi) = routes();
     state.openapi = Arc::new(openapi.to_json().expect("the OpenAPI document serializes"));

@@ -485,6 +485,22 @@ impl Drop for NatsServer {
 }
 
 /// A local port that nothing listens on (it was free a moment ago).
+/// A published envelope's `sequence`: 19 digits, zero-padded, that sort as the numbers do.
+pub fn envelope_sequence(envelope: &serde_json::Value) -> i64 {
+    let text = envelope["sequence"].as_str().expect("sequence is a string");
+    assert_eq!(text.len(), 19, "{text}");
+    text.parse().unwrap()
+}
+
+/// A published envelope's `globalposition`: a decimal string.
+pub fn envelope_position(envelope: &serde_json::Value) -> i64 {
+    let text = envelope["globalposition"]
+        .as_str()
+        .expect("globalposition is a string");
+    assert_eq!(text.parse::<i64>().unwrap().to_string(), text);
+    text.parse().unwrap()
+}
+
 pub fn closed_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -1,5 +1,5 @@
-//! /docs in a real headless Chromium (Debian's `chromium`, which scripts/test installs): the
-//! page renders /openapi.json from the service alone, shows POST /rooms, and logs no errors.
+//! /docs in a real headless Chromium (Debian's `chromium`, which scripts/test installs): Swagger
+//! UI renders /openapi.json from the service alone, shows POST /rooms, and logs no errors.
 
 use std::process::Command;
 
@@ -54,11 +54,11 @@ async fn the_docs_page_renders_offline_with_post_rooms_and_no_console_errors() {
     let log = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "chromium failed: {log}");
     assert!(
-        dom.contains("data-rendered=\"true\""),
+        dom.contains("NeuronMeet rooms API"),
         "the page did not render the document:\n{dom}"
     );
     assert!(
-        dom.contains("id=\"post-/rooms\""),
+        dom.contains("id=\"operations-rooms-create_room\""),
         "POST /rooms is not shown:\n{dom}"
     );
     assert!(

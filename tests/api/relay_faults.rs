@@ -109,7 +109,8 @@ async fn a_hole_in_the_stream_is_published_not_skipped() {
     for index in [0, 1, 4, 5] {
         let (room, sequence, kind, _, position) = &events[index];
         let id = format!("{room}:{sequence}");
-        let body = json!({"id": id, "type": kind, "subject": room, "sequence": sequence, "globalposition": position});
+        let body = json!({"id": id, "type": kind, "subject": room,
+            "sequence": neuronmeet::relay::sequence_attribute(*sequence), "globalposition": position.to_string()});
         let message = async_nats::jetstream::message::PublishMessage::build()
             .message_id(&id)
             .payload(serde_json::to_vec(&body).unwrap().into());
