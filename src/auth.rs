@@ -1,10 +1,14 @@
-//! Bearer tokens: HS256 JWTs signed with the configured secret.
+//! Bearer tokens: HS256 JWTs signed with the configured secret, and, when an identity
+//! provider's keys are configured (`jwks`), user tokens signed by that provider.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aggregates::Host;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+
+use crate::jwks::{Jwks, KeyError};
 
 // Bounds on the text claims, in characters (not bytes): they are copied into every event and
 // row. `sub` must also not be empty or only whitespace.
@@ -34,6 +38,10 @@ pub enum TokenError {
     NotBeforeNotANumber,
     #[error("a join token is accepted only by the participant endpoints")]
     JoinTokenNotAccepted,
+    #[error("the token names no key (`kid`)")]
+    NoKeyId,
+    #[error(transparent)]
+    Key(#[from] KeyError),
 }
 
 impl TokenError {
@@ -46,7 +54,7 @@ impl TokenError {
         match error.kind() {
             ErrorKind::ExpiredSignature => "the token has expired".into(),
             ErrorKind::InvalidSignature => "the token's signature is invalid".into(),
-            ErrorKind::InvalidAlgorithm => "the token must be signed with HS256".into(),
+            ErrorKind::InvalidAlgorithm => "the token's algorithm is not accepted".into(),
             ErrorKind::MissingRequiredClaim(claim) => {
                 format!("the token lacks the required claim `{claim}`").into()
             }
@@ -139,6 +147,8 @@ pub struct Tokens {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// An identity provider's keys, for user tokens not signed with HS256.
+    provider: Option<Arc<Jwks>>,
     join_validation: Validation,
     issuer: Option<String>,
     audience: Option<String>,
@@ -171,15 +181,38 @@ impl Tokens {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
+            provider: None,
             join_validation,
             issuer,
             audience,
         }
     }
 
-    pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        let payload =
-            jsonwebtoken::decode::<Payload>(token, &self.decoding, &self.validation)?.claims;
+    /// Also accepts user tokens signed by the identity provider owning these keys (HS256
+    /// tokens stay accepted: `neuronmeet token` and local use).
+    pub fn with_provider(mut self, keys: Jwks) -> Self {
+        self.provider = Some(Arc::new(keys));
+        self
+    }
+
+    /// A user token's claims. The header's `alg` picks the key: HS256 the secret, any other
+    /// algorithm a key of the provider with that `kid`, whose type must fit the algorithm (an
+    /// RS256 key used as an HMAC secret never checks a token).
+    pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let header = jsonwebtoken::decode_header(token)?;
+        let payload = match (&self.provider, header.alg) {
+            (_, Algorithm::HS256) | (None, _) => {
+                jsonwebtoken::decode::<Payload>(token, &self.decoding, &self.validation)?
+            }
+            (Some(provider), alg) => {
+                let kid = header.kid.as_deref().ok_or(TokenError::NoKeyId)?;
+                let key = provider.key(kid, alg).await?;
+                let mut validation = self.validation.clone();
+                validation.algorithms = vec![alg];
+                jsonwebtoken::decode::<Payload>(token, &key, &validation)?
+            }
+        }
+        .claims;
         let audiences = match &payload.claims.aud {
             Some(serde_json::Value::String(aud)) => vec![aud.as_str()],
             Some(serde_json::Value::Array(auds)) => {
@@ -309,27 +342,27 @@ mod tests {
         assert_eq!(claims(Some(" "), None).host().display_name, "u1");
     }
 
-    #[test]
-    fn mints_tokens_that_verify_and_honours_issuer_and_audience() {
+    #[tokio::test]
+    async fn mints_tokens_that_verify_and_honours_issuer_and_audience() {
         let secret = [7u8; 32];
         let tokens = Tokens::new(&secret, Some("me".into()), Some("rooms".into()));
         let token = tokens
             .mint(claims(Some("Ada"), None), Duration::from_secs(60))
             .unwrap();
-        assert_eq!(tokens.verify(&token).unwrap().sub, "u1");
+        assert_eq!(tokens.verify(&token).await.unwrap().sub, "u1");
         let other_audience = Tokens::new(&secret, Some("me".into()), Some("chat".into()));
-        assert!(other_audience.verify(&token).is_err());
+        assert!(other_audience.verify(&token).await.is_err());
         let plain = Tokens::new(&secret, None, None)
             .mint(claims(None, None), Duration::from_secs(60))
             .unwrap();
         assert!(
-            tokens.verify(&plain).is_err(),
+            tokens.verify(&plain).await.is_err(),
             "issuer and audience are required when configured"
         );
     }
 
-    #[test]
-    fn mint_refuses_claims_that_verify_would_refuse() {
+    #[tokio::test]
+    async fn mint_refuses_claims_that_verify_would_refuse() {
         let tokens = Tokens::new(&[7u8; 32], None, None);
         let ttl = Duration::from_secs(60);
         let long_name = Claims {
@@ -354,7 +387,7 @@ mod tests {
             ..Claims::for_subject("é".repeat(MAX_SUB_CHARS))
         };
         let token = tokens.mint(at_the_bounds, ttl).unwrap();
-        assert!(tokens.verify(&token).is_ok());
+        assert!(tokens.verify(&token).await.is_ok());
     }
 
     #[test]

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use crate::auth::{Claims, Tokens};
 use crate::codes::SecureCodes;
 use crate::http::Limits;
+use crate::jwks::{Jwks, JwksOptions, KeySource};
 use crate::relay::{self, RelayConfig, RelayStatus};
 use crate::{app, db};
 use crate::{read_models, replay, tail};
@@ -74,6 +75,24 @@ struct JwtArgs {
     jwt_audience: Option<String>,
 }
 
+/// An identity provider whose RS256/ES256/... user tokens are accepted besides HS256 ones.
+#[derive(Args)]
+struct ProviderArgs {
+    /// The provider's JWKS URL (e.g. https://TENANT.auth0.com/.well-known/jwks.json). Needs
+    /// JWT_ISSUER and JWT_AUDIENCE.
+    #[arg(long, env = "JWT_JWKS_URL", conflicts_with = "jwt_jwks_file")]
+    jwt_jwks_url: Option<String>,
+    /// A file holding the provider's JWKS, instead of a URL.
+    #[arg(long, env = "JWT_JWKS_FILE")]
+    jwt_jwks_file: Option<std::path::PathBuf>,
+    /// Fetch the JWKS again once it is this old (a withdrawn key stops working within it).
+    #[arg(long, env = "JWT_JWKS_MAX_AGE", default_value = "10m", value_parser = parse_duration)]
+    jwt_jwks_max_age: std::time::Duration,
+    /// A token naming an unknown key fetches the JWKS at most this often.
+    #[arg(long, env = "JWT_JWKS_MIN_REFRESH", default_value = "30s", value_parser = parse_duration)]
+    jwt_jwks_min_refresh: std::time::Duration,
+}
+
 impl DatabaseArgs {
     /// The pool, once every pending migration is applied.
     async fn migrated_pool(&self) -> Result<sqlx::PgPool, BoxError> {
@@ -86,12 +105,32 @@ impl DatabaseArgs {
 }
 
 impl JwtArgs {
-    fn tokens(self) -> Tokens {
+    fn tokens(&self) -> Tokens {
         Tokens::new(
             self.jwt_secret.0.as_bytes(),
-            self.jwt_issuer,
-            self.jwt_audience,
+            self.jwt_issuer.clone(),
+            self.jwt_audience.clone(),
         )
+    }
+}
+
+impl ProviderArgs {
+    /// `tokens`, also accepting the provider's tokens when one is configured.
+    async fn accepted_by(self, tokens: Tokens, jwt: &JwtArgs) -> Result<Tokens, BoxError> {
+        let source = match (self.jwt_jwks_url, self.jwt_jwks_file) {
+            (Some(url), _) => KeySource::Url(url),
+            (None, Some(path)) => KeySource::File(path),
+            (None, None) => return Ok(tokens),
+        };
+        // A provider signs tokens for many applications: only those meant for this one count.
+        if jwt.jwt_issuer.is_none() || jwt.jwt_audience.is_none() {
+            return Err("JWT_JWKS_URL and JWT_JWKS_FILE need JWT_ISSUER and JWT_AUDIENCE (the provider's issuer and this API's audience)".into());
+        }
+        let options = JwksOptions {
+            max_age: self.jwt_jwks_max_age,
+            min_refresh_interval: self.jwt_jwks_min_refresh,
+        };
+        Ok(tokens.with_provider(Jwks::load(source, options).await?))
     }
 }
 
@@ -163,6 +202,8 @@ struct ServeArgs {
     database: DatabaseArgs,
     #[command(flatten)]
     jwt: JwtArgs,
+    #[command(flatten)]
+    provider: ProviderArgs,
     #[command(flatten)]
     nats: NatsArgs,
     /// TCP port to listen on (all interfaces).
@@ -362,6 +403,10 @@ fn print_replay_report(projection: &str, report: replay::Report<'_>) {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), BoxError> {
+    let tokens = args
+        .provider
+        .accepted_by(args.jwt.tokens(), &args.jwt)
+        .await?;
     let pool = args.database.migrated_pool().await?;
     let (stop, stopped) = watch::channel(false);
     let relay_status = RelayStatus::default();
@@ -378,7 +423,7 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     };
     let app = app::build(
         pool.clone(),
-        args.jwt.tokens(),
+        tokens,
         Arc::new(SecureCodes),
         relay_status,
         &limits,

@@ -13,6 +13,7 @@ pub mod event_log;
 pub mod event_store;
 pub mod http;
 pub mod idempotency;
+pub mod jwks;
 pub mod read_models;
 pub mod relay;
 pub mod replay;

@@ -111,18 +111,21 @@ pub fn parse_stream_name(text: &str) -> Result<String, String> {
 }
 
 /// What /readyz shows of this instance's relay.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RelayState {
     /// `starting`, `standby` (another instance publishes), `publishing` or `degraded`.
+    #[schema(value_type = String)]
     pub status: &'static str,
     pub published: u64,
     /// Why it is degraded, as a code (the details are in the logs): `database_unavailable`,
     /// `nats_unavailable`, `stream_misconfigured`, `stream_diverged`, `cluster_changed`.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub reason: Option<&'static str>,
     /// The checkpoint it keeps (`nats:<stream>`).
     #[serde(skip)]
+    #[schema(ignore)]
     pub checkpoint: String,
 }
 

@@ -5,7 +5,8 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
 use super::{ApiError, AppState};
-use crate::auth::{Claims, JoinClaims};
+use crate::auth::{Claims, JoinClaims, TokenError};
+use crate::jwks::KeyError;
 
 /// The authenticated user, from `Authorization: Bearer <token>`.
 pub struct Caller(pub Claims);
@@ -27,7 +28,7 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        user(state, required_bearer(parts)?).map(Caller)
+        user(state, required_bearer(parts)?).await.map(Caller)
     }
 }
 
@@ -39,7 +40,7 @@ impl FromRequestParts<AppState> for MaybeCaller {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         match bearer(parts)? {
-            Some(token) => user(state, token).map(|claims| Self(Some(claims))),
+            Some(token) => user(state, token).await.map(|claims| Self(Some(claims))),
             None => Ok(Self(None)),
         }
     }
@@ -56,17 +57,22 @@ impl FromRequestParts<AppState> for Credential {
         if let Ok(join) = state.tokens.verify_join(token) {
             return Ok(Self::Participant(join));
         }
-        user(state, token).map(Self::User)
+        user(state, token).await.map(Self::User)
     }
 }
 
-fn user(state: &AppState, token: &str) -> Result<Claims, ApiError> {
+async fn user(state: &AppState, token: &str) -> Result<Claims, ApiError> {
     state
         .tokens
         .verify(token)
-        .map_err(|error| ApiError::BadCredentials {
-            detail: error.detail(),
-            code: "invalid_token",
+        .await
+        .map_err(|error| match error {
+            // The provider's keys cannot be fetched: the token may well be good.
+            TokenError::Key(KeyError::Unavailable(_)) => ApiError::Unavailable(Box::new(error)),
+            error => ApiError::BadCredentials {
+                detail: error.detail(),
+                code: "invalid_token",
+            },
         })
 }
 

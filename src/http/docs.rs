@@ -34,7 +34,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI 3.1 document of this API
 #[utoipa::path(get, path = "/openapi.json", tag = "documentation", security(()),
-    responses((status = 200, description = "This document.", content_type = "application/json", body = Object)))]
+    responses((status = 200, description = "This document.", content_type = "application/json",
+        body = std::collections::HashMap<String, serde_json::Value>)))]
 async fn openapi_json(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "application/json")],

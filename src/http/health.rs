@@ -4,7 +4,8 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
-use serde_json::{json, Value};
+use serde::Serialize;
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -49,9 +50,17 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 ///
 /// 200 while the process is alive and serving HTTP.
 #[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
-    responses((status = 200, description = "Alive.", body = Object, example = json!({"status": "ok"}))))]
-async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+    responses((status = 200, description = "Alive.", body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"status": "ok"}))]
+struct Health {
+    /// Always `ok`.
+    #[schema(value_type = String)]
+    status: &'static str,
 }
 
 /// Readiness
@@ -62,39 +71,76 @@ async fn healthz() -> Json<Value> {
 /// delivered when NATS returns. Errors themselves go to the log, never to this public answer.
 #[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
     responses(
-        (status = 200, description = "PostgreSQL reachable and migrated; the relay's state (with a reason code when degraded) and lag.", body = Object,
-            example = json!({"status": "ready", "database": {"status": "ok"},
-                "relay": {"status": "publishing", "published": 42, "lag": {"events": 0, "seconds": 0.0}}})),
-        (status = 503, description = "PostgreSQL unreachable or migrations pending.", body = Object),
+        (status = 200, description = "PostgreSQL reachable and migrated; the relay's state (with a reason code when degraded) and lag.", body = Readiness),
+        (status = 503, description = "PostgreSQL unreachable or migrations pending.", body = Readiness),
     ))]
-async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let latest = db::MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
     let applied: Result<Option<i64>, _> =
         sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
             .fetch_one(&state.pool)
             .await;
     let database = match &applied {
-        Ok(Some(version)) if *version >= latest => json!({"status": "ok"}),
-        Ok(_) => json!({"status": "migrations pending"}),
+        Ok(Some(version)) if *version >= latest => "ok",
+        Ok(_) => "migrations pending",
         Err(error) => {
             tracing::warn!(%error, "readiness: database check failed");
-            json!({"status": "unavailable"})
+            "unavailable"
         }
     };
-    let mut relay = serde_json::to_value(state.relay.get()).expect("relay state serializes");
-    if let Ok((events, seconds)) = relay::lag(&state.pool, &state.relay.checkpoint()).await {
-        relay["lag"] = json!({"events": events, "seconds": seconds});
-    }
-    let ready = database["status"] == "ok";
+    let lag = relay::lag(&state.pool, &state.relay.checkpoint())
+        .await
+        .ok()
+        .map(|(events, seconds)| Lag { events, seconds });
+    let ready = database == "ok";
+    let readiness = Readiness {
+        status: if ready { "ready" } else { "unavailable" },
+        database: DatabaseState { status: database },
+        relay: RelayReport {
+            state: state.relay.get(),
+            lag,
+        },
+    };
     let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        status,
-        Json(
-            json!({"status": if ready { "ready" } else { "unavailable" }, "database": database, "relay": relay}),
-        ),
-    )
+    (status, Json(readiness))
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"status": "ready", "database": {"status": "ok"},
+    "relay": {"status": "publishing", "published": 42, "lag": {"events": 0, "seconds": 0.0}}}))]
+struct Readiness {
+    /// `ready` or `unavailable`.
+    #[schema(value_type = String, pattern = "^(ready|unavailable)$")]
+    status: &'static str,
+    database: DatabaseState,
+    relay: RelayReport,
+}
+
+#[derive(Serialize, ToSchema)]
+struct DatabaseState {
+    /// `ok`, `migrations pending` or `unavailable`.
+    #[schema(value_type = String)]
+    status: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+struct RelayReport {
+    #[serde(flatten)]
+    #[schema(inline)]
+    state: relay::RelayState,
+    /// Events committed but not yet published; absent when it cannot be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lag: Option<Lag>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Lag {
+    #[schema(minimum = 0)]
+    events: i64,
+    /// Age of the oldest of them.
+    seconds: f64,
 }

@@ -49,7 +49,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     tag = "participants",
     security((), ("bearer" = [])),
     params(("code" = String, Path, description = "Room code, `xxx-xxx-xxx`", example = "abc-def-ghi")),
-    request_body(content = JoinRequest, content_type = "application/json",
+    request_body(content = Option<JoinRequest>, content_type = "application/json",
         description = "Required for guests (no token); optional for users.",
         example = json!({"displayName": "Grace"})),
     responses(
@@ -186,7 +186,7 @@ async fn join_room(
     security(("bearer" = [])),
     params(
         ("id" = String, Path, description = "Room id"),
-        ("status" = Option<ListedStatus>, Query, description = "`joined` (default) or `waiting` (host only)."),
+        ("status" = inline(Option<ListedStatus>), Query, description = "`joined` (default) or `waiting` (host only)."),
     ),
     responses(
         (status = 200, description = "The participants.", body = ParticipantList),
@@ -434,7 +434,8 @@ struct Joined {
     expires_at: DateTime<Utc>,
 }
 
-/// Which participants to list. (Documentation only: `Params` reads the query.)
+// Documentation only: `Params` reads the query.
+/// Which participants to list.
 #[derive(ToSchema)]
 #[schema(rename_all = "lowercase")]
 #[allow(dead_code)]

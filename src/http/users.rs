@@ -29,7 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     tag = "rooms",
     security(("bearer" = [])),
     params(
-        ("status" = Option<RoomStatus>, Query, description = "`active`, `ended` or `all` (default)."),
+        ("status" = inline(Option<RoomStatus>), Query, description = "`active`, `ended` or `all` (default)."),
         ("limit" = Option<i64>, Query, description = "Rooms per page, 1 to 100 (default 20).", minimum = 1, maximum = 100),
         ("cursor" = Option<String>, Query, description = "The `nextCursor` of the previous page."),
     ),
@@ -78,7 +78,8 @@ async fn my_rooms(
     Ok(Json(RoomPage { items, next_cursor }))
 }
 
-/// Which rooms to list. (Documentation only: `Params` reads the query.)
+// Documentation only: `Params` reads the query.
+/// Which rooms to list.
 #[derive(ToSchema)]
 #[schema(rename_all = "lowercase")]
 #[allow(dead_code)]

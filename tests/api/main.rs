@@ -5,7 +5,9 @@
 mod common;
 
 mod bad_requests;
+mod client_tools;
 mod docs_page;
+mod jwks;
 mod openapi;
 mod operations;
 mod participants;

@@ -191,8 +191,11 @@ fn parse_new_room(body: Map<String, Value>) -> Result<NewRoom, ApiError> {
     Ok(room)
 }
 
+// Documentation only: `parse_new_room` reads the body, to name every failing field. No field
+// carries a schema `default` (each says it in words): generators such as openapi-typescript
+// make a field with a default required, and these are optional.
 /// The body of POST /rooms. Every field is optional; `null` counts as absent. Unknown fields are
-/// rejected. (Documentation only: `parse_new_room` reads the body, to name every failing field.)
+/// rejected.
 #[derive(serde::Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[allow(dead_code)]
@@ -200,9 +203,10 @@ struct CreateRoomRequest {
     /// Defaults to "Meeting Room".
     #[schema(min_length = 1, max_length = 100, nullable = true)]
     name: Option<String>,
-    /// Participants wait for the host's approval before joining.
-    #[schema(default = false, nullable = true)]
+    /// Participants wait for the host's approval before joining. Defaults to false.
+    #[schema(nullable = true)]
     waiting_room: Option<bool>,
-    #[schema(minimum = 2, maximum = 100, default = 50, nullable = true)]
+    /// At most this many participants at once, the host included. Defaults to 50.
+    #[schema(minimum = 2, maximum = 100, nullable = true)]
     max_participants: Option<i64>,
 }

@@ -95,6 +95,6 @@ struct RoomEventItem {
     #[schema(value_type = String, format = DateTime)]
     occurred_at: chrono::DateTime<chrono::Utc>,
     /// The event's payload, as subscribers receive it in the CloudEvents `data`.
-    #[schema(value_type = Object)]
+    #[schema(value_type = std::collections::HashMap<String, Value>)]
     data: Value,
 }

@@ -82,8 +82,9 @@ fn parse_settings(body: Map<String, Value>) -> Result<(SettingsChanges, Option<b
     Ok((changes, is_locked))
 }
 
+// Documentation only: `parse_settings` reads the body.
 /// The body of PATCH /rooms/{id}/settings: any of these fields; absent ones keep their value.
-/// Unknown fields and `null` are rejected. (Documentation only: `parse_settings` reads it.)
+/// Unknown fields and `null` are rejected.
 #[derive(serde::Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[allow(dead_code)]
