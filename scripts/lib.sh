@@ -194,8 +194,12 @@ ensure_packages() {
             chromium | curl | wrk)
                 command -v "$w" >/dev/null 2>&1 || missing+=("$w")
                 ;;
+            nodejs)
+                # Debian's Node.js may be older than the tools in tests/tools ask (20.19+).
+                command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+                ;;
             *)
-                nm_err "ensure_packages: unknown package '$w' (expected postgres, nats, chromium, curl or wrk)"
+                nm_err "ensure_packages: unknown package '$w' (expected postgres, nats, chromium, curl, wrk or nodejs)"
                 return 1
                 ;;
         esac

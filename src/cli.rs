@@ -212,9 +212,13 @@ struct ServeArgs {
     /// Longest a request may take before it gets a 503 (a command it started still completes).
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     request_timeout: std::time::Duration,
-    /// Requests served at once; beyond that, requests are shed with a 503 rather than queued.
+    /// The most requests served at once. The limit adapts between the pool size and this;
+    /// beyond it, requests are refused at once with a 503 rather than queued.
     #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = 512)]
     max_concurrent_requests: usize,
+    /// Mean request latency above which the adaptive concurrency limit comes down.
+    #[arg(long, env = "LATENCY_TARGET", default_value = "50ms", value_parser = parse_duration)]
+    latency_target: std::time::Duration,
     /// Comma-separated origins allowed by CORS (e.g. https://app.example.com). Unset: CORS off.
     #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',')]
     cors_origins: Vec<axum::http::HeaderValue>,
@@ -419,6 +423,8 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     let limits = Limits {
         request_timeout: args.request_timeout,
         max_concurrent_requests: args.max_concurrent_requests,
+        min_concurrent_requests: args.database.database_max_connections as usize,
+        latency_target: args.latency_target,
         cors_origins: args.cors_origins,
     };
     let app = app::build(

@@ -314,6 +314,10 @@ fn record(command: &'static str, error: Option<&CommandError>) {
         Some(CommandError::Conflict) => ("conflict", None),
         Some(CommandError::KeyUsed) => ("rejected", Some("idempotency_key_used")),
         Some(CommandError::KeyBusy) => ("rejected", Some("idempotency_key_busy")),
+        // Waiting out the pool is not an outage: admission control tells which it was.
+        Some(CommandError::Unavailable(cause)) if crate::http::is_pool_timeout(cause.as_ref()) => {
+            ("pool_timeout", None)
+        }
         Some(CommandError::Unavailable(_)) => ("unavailable", None),
         Some(CommandError::Failed(_)) => ("failed", None),
     };

@@ -20,6 +20,8 @@ static SWAGGER_CONFIG: LazyLock<Arc<Config<'static>>> = LazyLock::new(|| {
         Config::new(["/openapi.json"])
             .try_it_out_enabled(true)
             .display_request_duration(true)
+            // Swagger UI's badge would send the document's address to validator.swagger.io.
+            .validator_url("none")
             // A token stays in this tab only; nothing is written to the browser's storage.
             .persist_authorization(false),
     )

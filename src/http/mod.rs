@@ -1,5 +1,6 @@
 //! The HTTP API: one router per resource, errors as problem+json.
 
+mod admission;
 mod body;
 mod caller;
 mod docs;
@@ -29,7 +30,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
 pub use caller::{Caller, Credential, MaybeCaller};
-pub use problem::ApiError;
+pub use problem::{is_pool_timeout, ApiError};
 
 use crate::auth::Tokens;
 use crate::commands::RoomCommands;
@@ -102,8 +103,13 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 pub struct Limits {
     /// A request still running after this gets a 503 (a command it started still completes).
     pub request_timeout: Duration,
-    /// Requests served at once; more are shed at once with a 503 instead of queueing.
+    /// The most requests served at once; admission control (`admission`) adapts the limit
+    /// between `min_concurrent_requests` and this. More are refused at once with a 503.
     pub max_concurrent_requests: usize,
+    /// The least the adaptive limit goes down to: the database pool's size.
+    pub min_concurrent_requests: usize,
+    /// Mean latency above which the adaptive limit comes down.
+    pub latency_target: Duration,
     /// Origins allowed by CORS; empty: CORS is off.
     pub cors_origins: Vec<HeaderValue>,
 }
@@ -113,19 +119,18 @@ impl Default for Limits {
         Self {
             request_timeout: Duration::from_secs(10),
             max_concurrent_requests: 512,
+            min_concurrent_requests: 10,
+            latency_target: Duration::from_millis(50),
             cors_origins: Vec::new(),
         }
     }
 }
 
-/// What the overload and timeout layers report.
-async fn overload_problem(error: BoxError) -> ApiError {
+/// What the timeout layer reports.
+async fn timeout_problem(error: BoxError) -> ApiError {
     if error.is::<tower::timeout::error::Elapsed>() {
         metrics::counter!("http_requests_shed_total", "reason" => "timeout").increment(1);
         ApiError::Unavailable("the request timed out".into())
-    } else if error.is::<tower::load_shed::error::Overloaded>() {
-        metrics::counter!("http_requests_shed_total", "reason" => "overload").increment(1);
-        ApiError::Unavailable("too many requests at once; load shed".into())
     } else {
         ApiError::Internal(error)
     }
@@ -142,6 +147,12 @@ pub fn openapi_json() -> String {
 pub fn router(mut state: AppState, limits: &Limits) -> Router {
     let (routes, openapi) = routes();
     state.openapi = Arc::new(openapi.to_json().expect("the OpenAPI document serializes"));
+    let admission = Arc::new(admission::Admission::new(admission::Bounds {
+        min: limits.min_concurrent_requests,
+        max: limits.max_concurrent_requests,
+        target: limits.latency_target,
+    }));
+    let pool = state.pool.clone();
     let cors = (!limits.cors_origins.is_empty()).then(|| {
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(limits.cors_origins.clone()))
@@ -164,6 +175,12 @@ pub fn router(mut state: AppState, limits: &Limits) -> Router {
                 // Accept the caller's X-Request-Id or make one; log it on the request's span,
                 // return it, and store it in event metadata.
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                // Before tracing, tokens and bodies: refusing must cost next to nothing.
+                .layer(axum::middleware::from_fn_with_state(
+                    (admission, pool),
+                    admission::admit,
+                ))
                 .layer(
                     TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
                         tracing::info_span!(
@@ -174,11 +191,8 @@ pub fn router(mut state: AppState, limits: &Limits) -> Router {
                         )
                     }),
                 )
-                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 .option_layer(cors)
-                .layer(HandleErrorLayer::new(overload_problem))
-                .load_shed()
-                .concurrency_limit(limits.max_concurrent_requests)
+                .layer(HandleErrorLayer::new(timeout_problem))
                 .timeout(limits.request_timeout),
         )
 }

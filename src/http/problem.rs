@@ -128,6 +128,23 @@ impl ApiError {
     }
 }
 
+/// Marks a response whose request waited the pool's whole acquire timeout for a connection;
+/// admission control tells a busy pool (this instance full) from a database outage.
+#[derive(Clone, Copy)]
+pub struct PoolTimedOut;
+
+/// True when `error` or one of its causes is the pool's acquire timeout.
+pub fn is_pool_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if matches!(error.downcast_ref(), Some(sqlx::Error::PoolTimedOut)) {
+            return true;
+        }
+        next = error.source();
+    }
+    false
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, slug, title) = self.parts();
@@ -189,11 +206,14 @@ impl IntoResponse for ApiError {
                     headers.insert(header::WWW_AUTHENTICATE, value);
                 }
             }
-            Self::Unavailable(_) => {
+            Self::Unavailable(cause) => {
                 headers.insert(
                     header::RETRY_AFTER,
                     HeaderValue::from_static(RETRY_AFTER_SECONDS),
                 );
+                if is_pool_timeout(cause.as_ref()) {
+                    response.extensions_mut().insert(PoolTimedOut);
+                }
             }
             _ => {}
         }

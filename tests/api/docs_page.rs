@@ -76,3 +76,35 @@ async fn the_docs_page_renders_offline_with_post_rooms_and_no_console_errors() {
         .collect();
     assert!(failed.is_empty(), "{failed:#?}");
 }
+
+/// As a new user would: "Authorize" with a token, "Try it out" on POST /rooms, "Execute"; the
+/// page shows the 201 and the room, which is then in the database (tests/tools/
+/// docs-try-it-out.mjs drives Debian's Chromium with playwright-core; requests leaving the
+/// service's host fail the test, so the page must work offline).
+#[tokio::test]
+async fn try_it_out_on_the_docs_page_creates_a_room() {
+    let app = TestApp::spawn().await;
+    let (base, token) = (app.url(""), app.token("docs-user"));
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("bash")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/tools/docs-try-it-out.sh"
+            ))
+            .args([&base, &token])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let id = stdout.trim();
+    let room: serde_json::Value = app.get_room(id, "docs-user").await.json().await.unwrap();
+    assert_eq!(room["name"], "From the docs page");
+    assert_eq!(room["hostId"], "docs-user");
+}

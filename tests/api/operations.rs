@@ -100,7 +100,7 @@ async fn excess_concurrent_requests_are_shed_with_503() {
             let response = app.create_room(json!({})).await;
             let status = response.status().as_u16();
             if status == 503 {
-                assert_eq!(response.headers()["retry-after"], "5");
+                assert_eq!(response.headers()["retry-after"], "1");
                 assert_eq!(
                     response.headers()["content-type"],
                     "application/problem+json"
@@ -126,6 +126,95 @@ async fn excess_concurrent_requests_are_shed_with_503() {
     let shed = statuses.iter().filter(|s| **s == 503).count() as f64;
     assert!(
         sample(&metrics, r#"http_requests_shed_total{reason="overload"}"#) >= shed,
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_request_beyond_the_limit_is_refused_before_its_token_and_body_are_read() {
+    let app = Arc::new(
+        TestApp::spawn_with(Options {
+            proxy: Some(Arc::new(Proxy::with_latency(Duration::from_millis(100)))),
+            limits: Limits {
+                max_concurrent_requests: 1,
+                ..Limits::default()
+            },
+            ..Options::default()
+        })
+        .await,
+    );
+    let holder = {
+        let app = Arc::clone(&app);
+        tokio::spawn(async move { app.create_room(json!({})).await.status() })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let refused = app
+        .client
+        .post(app.url("/rooms"))
+        .bearer_auth("not-a-token")
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    // Had the token or the body been read, this would be a 401 or a 400.
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    assert!(refused.headers().contains_key("x-request-id"));
+    let problem: Value = refused.json().await.unwrap();
+    assert_eq!(
+        problem["type"],
+        "https://neuronmeet.com/problems/overloaded"
+    );
+    // Operators' endpoints are never refused.
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    assert_eq!(holder.await.unwrap(), 201);
+    assert_eq!(app.create_room(json!({})).await.status(), 201);
+}
+
+/// Every connection of the pool held (here by a command blocked on a lock) is a busy instance,
+/// not a database outage: the waiting request gets the overload answer, and the metrics say so.
+#[tokio::test]
+async fn a_pool_that_stays_taken_is_reported_busy_not_as_a_database_outage() {
+    let app = Arc::new(
+        TestApp::spawn_with(Options {
+            max_connections: 1,
+            ..Options::default()
+        })
+        .await,
+    );
+    let room: Value = app.create_room(json!({})).await.json().await.unwrap();
+    let id = room["id"].as_str().unwrap().to_owned();
+    let mut blocker = app.db.acquire().await.unwrap();
+    sqlx::raw_sql("BEGIN; LOCK TABLE rooms IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let holder = {
+        let app = Arc::clone(&app);
+        tokio::spawn(async move { app.create_room(json!({})).await.status() })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let waiting = app.get_room(&id, "user-1").await;
+    assert_eq!(waiting.status(), 503);
+    assert_eq!(waiting.headers()["retry-after"], "1");
+    let problem: Value = waiting.json().await.unwrap();
+    assert_eq!(
+        problem["type"],
+        "https://neuronmeet.com/problems/overloaded"
+    );
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("database connection"),
+        "{problem}"
+    );
+    sqlx::query("COMMIT").execute(&mut *blocker).await.unwrap();
+    assert_eq!(holder.await.unwrap(), 201);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        sample(&metrics, r#"http_requests_shed_total{reason="pool_busy"}"#) >= 1.0,
         "{metrics}"
     );
 }
