@@ -72,7 +72,9 @@ struct Health {
 #[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
     responses(
         (status = 200, description = "PostgreSQL reachable and migrated; the relay's state (with a reason code when degraded) and lag.", body = Readiness),
-        (status = 503, description = "PostgreSQL unreachable or migrations pending.", body = Readiness),
+        (status = 503, description = "PostgreSQL unreachable or migrations pending.", body = Readiness,
+            example = json!({"status": "unavailable", "database": {"status": "unavailable"},
+                "relay": {"status": "degraded", "published": 42, "reason": "database_unavailable"}})),
     ))]
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let latest = db::MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);

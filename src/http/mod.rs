@@ -89,13 +89,15 @@ impl Modify for BearerAuth {
 /// Every route, and the OpenAPI document describing exactly those routes: both come from the
 /// same `routes!` registrations, so neither can drift from the other.
 fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, mut openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(rooms::router())
         .merge(users::router())
         .merge(participants::router())
         .merge(health::router())
         .merge(docs::router())
-        .split_for_parts()
+        .split_for_parts();
+    problem::ProblemExamples.modify(&mut openapi);
+    (router, openapi)
 }
 
 /// Protection of the service as a whole.

@@ -82,6 +82,32 @@ struct FieldError {
 }
 
 impl ApiError {
+    /// The RFC 9457 body: what clients see (never the causes, which go to the log).
+    fn problem(&self) -> Problem<'_> {
+        let (status, slug, title) = self.parts();
+        let detail = match self {
+            Self::Validation(violations) if violations.len() == 1 => {
+                format!("{} {}", violations[0].field, violations[0].message)
+            }
+            Self::Validation(violations) => format!("{} fields are invalid", violations.len()),
+            Self::Unavailable(_) => {
+                "a dependency of the service is unavailable; retry later".to_owned()
+            }
+            Self::Internal(_) => "the server failed to handle the request".to_owned(),
+            other => other.to_string(),
+        };
+        Problem {
+            kind: format!("https://neuronmeet.com/problems/{slug}"),
+            title,
+            status: status.as_u16(),
+            detail,
+            errors: match self {
+                Self::Validation(violations) => Some(violations),
+                _ => None,
+            },
+        }
+    }
+
     fn parts(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
             Self::Validation(_) => (StatusCode::BAD_REQUEST, "validation", "Validation failed"),
@@ -147,7 +173,7 @@ pub fn is_pool_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, slug, title) = self.parts();
+        let status = self.parts().0;
         match &self {
             Self::Unavailable(cause) => {
                 tracing::warn!(error = %chain(cause.as_ref()), "dependency unavailable")
@@ -157,27 +183,7 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
-        let detail = match &self {
-            Self::Validation(violations) if violations.len() == 1 => {
-                format!("{} {}", violations[0].field, violations[0].message)
-            }
-            Self::Validation(violations) => format!("{} fields are invalid", violations.len()),
-            Self::Unavailable(_) => {
-                "a dependency of the service is unavailable; retry later".to_owned()
-            }
-            Self::Internal(_) => "the server failed to handle the request".to_owned(),
-            other => other.to_string(),
-        };
-        let problem = Problem {
-            kind: format!("https://neuronmeet.com/problems/{slug}"),
-            title,
-            status: status.as_u16(),
-            detail,
-            errors: match &self {
-                Self::Validation(violations) => Some(violations),
-                _ => None,
-            },
-        };
+        let problem = self.problem();
         let body = serde_json::to_vec(&problem).expect("problems serialize");
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
@@ -218,6 +224,58 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         response
+    }
+}
+
+/// Gives each problem response of the OpenAPI document an example of its own status (the
+/// `Problem` schema's example is the 400 one), so that a 401 is not shown as a validation error.
+pub struct ProblemExamples;
+
+impl utoipa::Modify for ProblemExamples {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        let example = |status: &str| -> Option<ApiError> {
+            Some(match status {
+                "401" => ApiError::Unauthorized(
+                    "missing Authorization header with a Bearer token".into(),
+                ),
+                "403" => ApiError::Forbidden("only the host may do this".into()),
+                "404" => ApiError::NotFound("no such room".into()),
+                "409" => {
+                    ApiError::Conflict("the request conflicts with the room's current state".into())
+                }
+                "410" => ApiError::Gone("the room has ended".into()),
+                "413" => ApiError::PayloadTooLarge(crate::http::body::MAX_BODY_BYTES),
+                "422" => ApiError::Unprocessable(
+                    "this Idempotency-Key was used with another request body".into(),
+                ),
+                "503" => ApiError::Unavailable("example".into()),
+                _ => return None,
+            })
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.patch,
+                &mut item.put,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                for (status, response) in operation.responses.responses.iter_mut() {
+                    let (RefOr::T(response), Some(error)) = (response, example(status)) else {
+                        continue;
+                    };
+                    if let Some(RefOr::T(content)) =
+                        response.content.get_mut("application/problem+json")
+                    {
+                        if content.example.is_none() {
+                            content.example = serde_json::to_value(error.problem()).ok();
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
