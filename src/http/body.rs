@@ -19,38 +19,44 @@ impl<S: Send + Sync> FromRequest<S> for JsonObject {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        if !is_json(request.headers().get(header::CONTENT_TYPE)) {
-            return Err(body_error(
-                "must be sent with Content-Type: application/json",
-            ));
-        }
-        let declared = request
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        if declared.is_some_and(|length| length > MAX_BODY_BYTES) {
-            return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
-        }
-        let bytes = read_limited(request.into_body()).await?;
-        match serde_json::from_slice::<Value>(&bytes) {
-            Ok(Value::Object(object)) => Ok(Self(object)),
-            Ok(other) => Err(body_error(&format!(
-                "must be a JSON object, not {}",
-                json_type(&other)
-            ))),
-            Err(error) => Err(body_error(&format!("is not valid JSON: {error}"))),
+        match read_json(request).await? {
+            Value::Object(object) => Ok(Self(object)),
+            other => Err(not_an_object(&other)),
         }
     }
 }
 
-/// A request body that is a JSON object, or no body at all (an empty object).
+fn not_an_object(value: &Value) -> ApiError {
+    body_error(&format!("must be a JSON object, not {}", json_type(value)))
+}
+
+/// The body as JSON, if it is sent as JSON, within the size limit, and parses.
+async fn read_json(request: Request) -> Result<Value, ApiError> {
+    if !is_json(request.headers().get(header::CONTENT_TYPE)) {
+        return Err(body_error(
+            "must be sent with Content-Type: application/json",
+        ));
+    }
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES) {
+        return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
+    }
+    let bytes = read_limited(request.into_body()).await?;
+    serde_json::from_slice::<Value>(&bytes)
+        .map_err(|error| body_error(&format!("is not valid JSON: {error}")))
+}
+
+/// A request body that is a JSON object, or no body at all, or `null` (an empty object).
 pub struct MaybeJsonObject(pub Map<String, Value>);
 
 impl<S: Send + Sync> FromRequest<S> for MaybeJsonObject {
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+    async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
         let empty = request
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -61,9 +67,11 @@ impl<S: Send + Sync> FromRequest<S> for MaybeJsonObject {
         if empty {
             return Ok(Self(Map::new()));
         }
-        JsonObject::from_request(request, state)
-            .await
-            .map(|JsonObject(object)| Self(object))
+        match read_json(request).await? {
+            Value::Object(object) => Ok(Self(object)),
+            Value::Null => Ok(Self(Map::new())),
+            other => Err(not_an_object(&other)),
+        }
     }
 }
 

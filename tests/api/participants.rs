@@ -140,6 +140,16 @@ async fn a_member_joins_once_and_gets_a_join_token() {
         types,
         ["RoomCreated", "SettingsConfigured", "ParticipantJoined"]
     );
+    // The body is optional, and a JSON `null` counts as none (as the OpenAPI document says).
+    let with_null = app
+        .call(
+            Method::POST,
+            &format!("/rooms/code/{}/join", code(&room)),
+            "grace",
+            Some(Value::Null),
+        )
+        .await;
+    assert_eq!(with_null.status(), 201);
 
     // The join token is for the participant endpoints, not for users' ones.
     let token = joined["joinToken"].as_str().unwrap();
