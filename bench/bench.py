@@ -50,8 +50,14 @@ LONG_JOINS = int(os.environ.get("BENCH_LONG_JOINS", "200"))
 # BENCH_ONLY=patch runs only the PATCH measurement (and its pgbench), BENCH_ONLY=joins only the
 # joins; either merges its entry into OUT.
 ONLY = os.environ.get("BENCH_ONLY", "")
-if ONLY not in ("", "patch", "joins"):
-    raise SystemExit(f"BENCH_ONLY={ONLY!r}: expected empty (everything), patch or joins")
+if ONLY not in ("", "patch", "joins", "overload"):
+    raise SystemExit(f"BENCH_ONLY={ONLY!r}: expected empty (everything), patch, joins or overload")
+# Overload: capacity measured closed-loop (wrk, 32 connections), then POST /rooms offered
+# open-loop (oha -q: a fixed rate whatever the answers) at these multiples of it, from
+# OVERLOAD_CONNECTIONS connections, for OVERLOAD_SECONDS each.
+OVERLOAD_MULTIPLES = (1, 2, 3, 10)
+OVERLOAD_CONNECTIONS = 1000
+OVERLOAD_SECONDS = int(os.environ.get("BENCH_OVERLOAD_SECONDS", "15"))
 OUT = Path(os.environ.get("BENCH_OUT", "bench/results/latest.json"))
 HERE = Path(__file__).resolve().parent
 
@@ -219,7 +225,7 @@ def replay():
 def cpu_sample(service_pid=None):
     """CPU time so far (clock ticks) of the benchmark's processes, by group, and of the machine.
     postgres: the bench server's postmaster and its children only; service: the neuronmeet
-    process; nats-server: the one on NATS_URL's port; wrk, pgbench: by command name."""
+    process; nats-server: the one on NATS_URL's port; wrk, pgbench, oha: by command name."""
     postmaster = None
     if PGDATA:
         try:
@@ -249,7 +255,7 @@ def cpu_sample(service_pid=None):
             if NATS_PORT not in args:
                 continue  # not the bench's nats-server
             group = comm
-        elif comm in ("wrk", "pgbench"):
+        elif comm in ("wrk", "pgbench", "oha"):
             group = comm
         else:
             continue
@@ -752,9 +758,113 @@ def commit():
     return out.stdout.strip() or "unknown"
 
 
+def labelled_histogram(base, name, labels):
+    """Cumulative bucket counts of one labelled series of a Prometheus histogram."""
+    text = urllib.request.urlopen(base + "/metrics").read().decode()
+    buckets = {}
+    for match in re.finditer(name + r'_bucket\{([^}]*)\} (\d+)', text):
+        fields = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1)))
+        if all(fields.get(k) == v for k, v in labels.items()):
+            le = fields["le"]
+            buckets[float("inf") if le == "+Inf" else float(le)] = int(match.group(2))
+    return buckets
+
+
+def oha(base, token, rate, seconds):
+    """POST /rooms offered open-loop at `rate` per second for `seconds` (oha's JSON summary);
+    latencies are corrected for coordinated omission (measured from when each request was due)."""
+    out = subprocess.run(
+        ["oha", "--no-tui", "--output-format", "json", "--latency-correction", "--disable-keepalive=false",
+         "-c", str(OVERLOAD_CONNECTIONS), "-q", str(rate), "-z", f"{seconds}s", "-t", "10s", "-m", "POST",
+         "-H", f"Authorization: Bearer {token}", "-H", "Content-Type: application/json",
+         "-d", '{"name": "Overload bench room"}', base + "/rooms"],
+        check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def overload(base, token, pid):
+    """Goodput and latency of POST /rooms at 1x, 2x, 3x and 10x the capacity, offered open-loop."""
+    wrk(base, token, 32, duration=3)  # warm-up
+    capacity = wrk(base, token, 32)["rps"]
+    log(f"capacity (closed loop, 32 connections): {capacity} rooms/s")
+    rows = []
+    for multiple in OVERLOAD_MULTIPLES:
+        rate = round(capacity * multiple)
+        log(f"offering {rate} POST /rooms per second ({multiple}x) from {OVERLOAD_CONNECTIONS} connections "
+            f"for {OVERLOAD_SECONDS}s")
+        shed_before = counter(base, "http_requests_shed_total", 'reason="overload"')
+        busy_before = counter(base, "http_requests_shed_total", 'reason="pool_busy"')
+        admitted_before = labelled_histogram(base, "http_request_duration_seconds",
+                                             {"method": "POST", "route": "/rooms"})
+        cpu = cpu_sample(pid)
+        result = oha(base, token, rate, OVERLOAD_SECONDS)
+        load_ = cpu_split(cpu, cpu_sample(pid))
+        admitted_after = labelled_histogram(base, "http_request_duration_seconds",
+                                            {"method": "POST", "route": "/rooms"})
+        statuses = {int(k): v for k, v in result.get("statusCodeDistribution", {}).items()}
+        created = statuses.get(201, 0)
+        rows.append({
+            "multiple": multiple, "offered_per_s": rate, "created": created,
+            "goodput_per_s": round(created / OVERLOAD_SECONDS, 1),
+            "goodput_of_capacity": round(created / OVERLOAD_SECONDS / capacity, 3),
+            "statuses": statuses, "errors": result.get("errorDistribution", {}),
+            "refused_overload": counter(base, "http_requests_shed_total", 'reason="overload"') - shed_before,
+            "refused_pool_busy": counter(base, "http_requests_shed_total", 'reason="pool_busy"') - busy_before,
+            "admitted_p50_ms": ms(quantile(admitted_before, admitted_after, 0.50)),
+            "admitted_p99_ms": ms(quantile(admitted_before, admitted_after, 0.99)),
+            "all_answers_p50_ms": round(result["latencyPercentiles"]["p50"] * 1000, 1),
+            "all_answers_p99_ms": round(result["latencyPercentiles"]["p99"] * 1000, 1),
+            "cpu": load_,
+        })
+    return {"capacity_per_s": capacity, "connections": OVERLOAD_CONNECTIONS, "seconds": OVERLOAD_SECONDS,
+            "rows": rows}
+
+
+def ms(seconds):
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
+def print_overload(o):
+    print(f"\nOverload: POST /rooms offered open-loop (oha -q, latency corrected) from {o['connections']} "
+          f"connections for {o['seconds']} s at multiples of the capacity, {o['capacity_per_s']} rooms/s "
+          f"(wrk, 32 connections, closed loop):")
+    print("| offered | per s | created/s | of capacity | 503 refused (limit / pool busy) | other answers | "
+          "admitted p50 / p99 ms (service) | all answers p50 / p99 ms (client) |")
+    print("|---:|---:|---:|---:|---:|---|---:|---:|")
+    for r in o["rows"]:
+        others = {k: v for k, v in r["statuses"].items() if k not in (201, 503)}
+        others.update(r["errors"])
+        print(f"| {r['multiple']}x | {r['offered_per_s']} | {r['goodput_per_s']} | {r['goodput_of_capacity']:.0%} | "
+              f"{r['statuses'].get(503, 0)} ({r['refused_overload']:.0f} / {r['refused_pool_busy']:.0f}) | "
+              f"{others or 'none'} | {r['admitted_p50_ms']} / {r['admitted_p99_ms']} | "
+              f"{r['all_answers_p50_ms']} / {r['all_answers_p99_ms']} |")
+
+
+def run_overload(info):
+    url = database("bench_overload")
+    process, base, token = start_service(url)
+    try:
+        return dict(overload(base, token, process.pid), started=now(), commit=commit(), machine=info)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def main_overload_only(info):
+    results = json.loads(OUT.read_text()) if OUT.exists() else {}
+    results["overload"] = run_overload(info)
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(results, indent=2) + "\n")
+    print_machine(info, DURATION)
+    print_overload(results["overload"])
+
+
 def main():
     info = machine()
     log("machine: " + json.dumps(info))
+    if ONLY == "overload":
+        main_overload_only(info)
+        return
     if ONLY == "patch":
         main_patch_only(info)
         return
@@ -788,6 +898,7 @@ def main():
     results["patch"] = patch_results(patch, info)
     results["replay"] = replay()
     results["joins"] = joins_results(info)
+    results["overload"] = run_overload(info)
 
     at32 = next((r for r in results["http"] if r["connections"] == 32), None)
     if at32:
@@ -925,6 +1036,8 @@ def print_table(r):
         print_patch(r["patch"])
     if "joins" in r:
         print_joins(r["joins"])
+    if "overload" in r:
+        print_overload(r["overload"])
     print(f"summary: {OUT}")
 
 
