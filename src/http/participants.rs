@@ -425,6 +425,9 @@ struct JoinRequest {
 
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"participant": participant_example(),
+    "joinToken": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIwMWEyLi4uIn0.c2lnbmF0dXJl",
+    "expiresAt": "2026-03-03T14:30:00.000Z"}))]
 struct Joined {
     participant: ParticipantBody,
     /// HS256 JWT, `aud` `neuronmeet:room`, `sub` the participant, `room`, `role`; valid 4 h.
@@ -449,19 +452,45 @@ struct ParticipantList {
     items: Vec<ParticipantBody>,
 }
 
+fn participant_example() -> serde_json::Value {
+    serde_json::json!({"id": "01a217d9-7b1c-7c3e-9d2a-4b5c6d7e8f90", "roomId": "01a217d9-6167-7261-8d7a-f92b31d804e7",
+        "displayName": "Grace Hopper", "avatarUrl": null, "role": "member", "status": "joined",
+        "muted": false, "joinedAt": "2026-03-03T10:30:00.000Z"})
+}
+
+// Documentation only: the participant's role and status, as `ParticipantBody` spells them.
+/// `host`, `member` or `guest`.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum ParticipantRole {
+    Host,
+    Member,
+    Guest,
+}
+
+/// `joined`, `waiting`, or `denied` (in the answer to a deny).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+enum ParticipantStatus {
+    Joined,
+    Waiting,
+    Denied,
+}
+
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = participant_example)]
 struct ParticipantBody {
     id: String,
     room_id: String,
     display_name: String,
     #[schema(required = true)]
     avatar_url: Option<String>,
-    /// `host`, `member` or `guest`.
-    #[schema(value_type = String, pattern = "^(host|member|guest)$")]
+    #[schema(inline, value_type = ParticipantRole)]
     role: &'static str,
-    /// `joined`, `waiting`, or `denied` (in the answer to a deny).
-    #[schema(value_type = String, pattern = "^(joined|waiting|denied)$")]
+    #[schema(inline, value_type = ParticipantStatus)]
     status: &'static str,
     muted: bool,
     #[serde(serialize_with = "timestamp")]
