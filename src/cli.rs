@@ -212,7 +212,7 @@ struct ServeArgs {
     /// Longest a request may take before it gets a 503 (a command it started still completes).
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     request_timeout: std::time::Duration,
-    /// The most requests served at once. The limit adapts between the pool size and this;
+    /// The most requests served at once. The limit adapts between 4 × the pool size and this;
     /// beyond it, requests are refused at once with a 503 rather than queued.
     #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = 512)]
     max_concurrent_requests: usize,
@@ -423,7 +423,7 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     let limits = Limits {
         request_timeout: args.request_timeout,
         max_concurrent_requests: args.max_concurrent_requests,
-        min_concurrent_requests: args.database.database_max_connections as usize,
+        min_concurrent_requests: 4 * args.database.database_max_connections as usize,
         latency_target: args.latency_target,
         cors_origins: args.cors_origins,
     };

@@ -8,8 +8,9 @@
 //! it in proportion (target / mean, between a half and nine tenths; a half when the database
 //! pool ran out), and a window within the target in which the limit turned requests away
 //! raises it by a twentieth. It starts at `MAX_CONCURRENT_REQUESTS` (a burst on an idle service
-//! is served, not refused), never goes above it, and never below the pool size (that many
-//! commands can always run).
+//! is served, not refused), never goes above it, and never below four requests per pool
+//! connection (clients crowding one room queue behind each other without overloading anything,
+//! and must not be refused for it).
 //!
 //! A request that waited the pool's whole acquire timeout while every connection was in use is
 //! answered as "busy", not as a database outage: the database is fine, this instance is full.

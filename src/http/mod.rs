@@ -108,7 +108,9 @@ pub struct Limits {
     /// The most requests served at once; admission control (`admission`) adapts the limit
     /// between `min_concurrent_requests` and this. More are refused at once with a 503.
     pub max_concurrent_requests: usize,
-    /// The least the adaptive limit goes down to: the database pool's size.
+    /// The least the adaptive limit goes down to: four per connection of the database pool
+    /// (one running, three waiting), so that a burst of clients on a hot room is queued, not
+    /// refused, while the service as a whole is not overloaded.
     pub min_concurrent_requests: usize,
     /// Mean latency above which the adaptive limit comes down.
     pub latency_target: Duration,
@@ -121,7 +123,7 @@ impl Default for Limits {
         Self {
             request_timeout: Duration::from_secs(10),
             max_concurrent_requests: 512,
-            min_concurrent_requests: 10,
+            min_concurrent_requests: 40,
             latency_target: Duration::from_millis(50),
             cors_origins: Vec::new(),
         }
