@@ -16,6 +16,7 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 
 use crate::db::{self, Tx};
+use crate::group_commit::{GroupCommit, Write};
 use crate::idempotency::{self, KeyBusy, KeyUsed};
 use crate::read_models::{self, StoredEvent};
 
@@ -24,12 +25,15 @@ pub type RoomStore = PersistedEventStore<EventRepository, Room>;
 pub struct EventRepository {
     pool: PgPool,
     reads: PostgresEventRepository,
+    batches: GroupCommit,
 }
 
 impl EventRepository {
+    /// Starts its writers on the current tokio runtime.
     pub fn new(pool: PgPool) -> Self {
         Self {
             reads: PostgresEventRepository::new(pool.clone()),
+            batches: GroupCommit::start(Writer(pool.clone())),
             pool,
         }
     }
@@ -40,50 +44,62 @@ impl EventRepository {
         PersistedEventStore::new_event_store(self)
     }
 
+    /// A command with an idempotency key is written alone (its key is claimed first, in the
+    /// same transaction); others go through group commit.
     async fn insert_with_projections(
         &self,
         events: &[SerializedEvent],
     ) -> Result<(), PersistenceError> {
-        let key = idempotency::CURRENT.try_with(Clone::clone).ok();
+        let Ok(key) = idempotency::CURRENT.try_with(Clone::clone) else {
+            return self.batches.write(events.to_vec()).await;
+        };
         let mut tx = Tx::begin(&self.pool).await.map_err(persistence_error)?;
-        if let Some(key) = &key {
-            if !idempotency::claim(tx.conn(), key)
-                .await
-                .map_err(persistence_error)?
-            {
-                return Err(PersistenceError::UnknownError(Box::new(KeyBusy)));
-            }
+        if !idempotency::claim(tx.conn(), &key)
+            .await
+            .map_err(persistence_error)?
+        {
+            return Err(PersistenceError::UnknownError(Box::new(KeyBusy)));
         }
-        self.write(tx, events, key.as_ref())
+        write(tx, events, Some(&key))
             .await
             .map_err(persistence_error)
     }
+}
 
-    async fn write(
-        &self,
-        mut tx: Tx,
-        events: &[SerializedEvent],
-        key: Option<&idempotency::Idempotency>,
-    ) -> Result<(), sqlx::Error> {
-        insert_events(tx.conn(), events).await?;
-        let stored = events
-            .iter()
-            .map(|e| StoredEvent {
-                aggregate_type: &e.aggregate_type,
-                aggregate_id: &e.aggregate_id,
-                sequence: e.sequence as i64,
-                payload: &e.payload,
-            })
-            .collect::<Vec<_>>();
-        read_models::apply_all(tx.conn(), &stored).await?;
-        if let (Some(key), Some(first)) = (key, events.first()) {
-            idempotency::record(tx.conn(), key, &first.aggregate_id).await?;
-        }
-        tx.commit().await
+/// Writes batches of commands (group commit): each batch in one transaction of its own.
+struct Writer(PgPool);
+
+impl Write for Writer {
+    async fn write(&self, events: Vec<SerializedEvent>) -> Result<(), PersistenceError> {
+        let tx = Tx::begin(&self.0).await.map_err(persistence_error)?;
+        write(tx, &events, None).await.map_err(persistence_error)
     }
 }
 
-/// One statement for all events of the command, in sequence order.
+/// The events, the inline projections of them and the idempotency record, in `tx`, committed.
+async fn write(
+    mut tx: Tx,
+    events: &[SerializedEvent],
+    key: Option<&idempotency::Idempotency>,
+) -> Result<(), sqlx::Error> {
+    insert_events(tx.conn(), events).await?;
+    let stored = events
+        .iter()
+        .map(|e| StoredEvent {
+            aggregate_type: &e.aggregate_type,
+            aggregate_id: &e.aggregate_id,
+            sequence: e.sequence as i64,
+            payload: &e.payload,
+        })
+        .collect::<Vec<_>>();
+    read_models::apply_all(tx.conn(), &stored).await?;
+    if let (Some(key), Some(first)) = (key, events.first()) {
+        idempotency::record(tx.conn(), key, &first.aggregate_id).await?;
+    }
+    tx.commit().await
+}
+
+/// One statement for all events of the commands, each room's in sequence order.
 async fn insert_events(
     conn: &mut PgConnection,
     events: &[SerializedEvent],

@@ -11,6 +11,7 @@ pub mod commands;
 pub mod db;
 pub mod event_log;
 pub mod event_store;
+pub mod group_commit;
 pub mod http;
 pub mod idempotency;
 pub mod jwks;
