@@ -55,6 +55,7 @@ impl GroupCommit {
         self.queue
             .send(Pending { events, done })
             .map_err(|_| stopped())?;
+        metrics::gauge!("event_store_waiting_commands").increment(1.0);
         outcome.await.map_err(|_| stopped())?
     }
 }
@@ -77,6 +78,7 @@ async fn run<W: Write>(writer: Arc<W>, arrivals: Arc<Mutex<mpsc::UnboundedReceiv
                     Err(_) => break,
                 }
             }
+            metrics::gauge!("event_store_waiting_commands").decrement(batch.len() as f64);
             batch
         };
         write_batch(writer.as_ref(), batch).await;

@@ -7,6 +7,7 @@ mod common;
 mod bad_requests;
 mod client_tools;
 mod docs_page;
+mod group_commit;
 mod jwks;
 mod openapi;
 mod operations;
