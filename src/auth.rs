@@ -40,6 +40,8 @@ pub enum TokenError {
     JoinTokenNotAccepted,
     #[error("the token names no key (`kid`)")]
     NoKeyId,
+    #[error("user tokens come from the identity provider; an HS256 token is not accepted")]
+    LocalUserToken,
     #[error(transparent)]
     Key(#[from] KeyError),
 }
@@ -188,8 +190,8 @@ impl Tokens {
         }
     }
 
-    /// Also accepts user tokens signed by the identity provider owning these keys (HS256
-    /// tokens stay accepted: `neuronmeet token` and local use).
+    /// User tokens are then those signed by the identity provider owning these keys, and no
+    /// longer HS256 ones (join tokens stay HS256).
     pub fn with_provider(mut self, keys: Jwks) -> Self {
         self.provider = Some(Arc::new(keys));
         self
@@ -201,9 +203,10 @@ impl Tokens {
     pub async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         let header = jsonwebtoken::decode_header(token)?;
         let payload = match (&self.provider, header.alg) {
-            (_, Algorithm::HS256) | (None, _) => {
-                jsonwebtoken::decode::<Payload>(token, &self.decoding, &self.validation)?
-            }
+            // JWT_SECRET is shared with the signalling and media layers (join tokens): with an
+            // identity provider, it must not also mint users (its `sub`s are the provider's).
+            (Some(_), Algorithm::HS256) => return Err(TokenError::LocalUserToken),
+            (None, _) => jsonwebtoken::decode::<Payload>(token, &self.decoding, &self.validation)?,
             (Some(provider), alg) => {
                 let kid = header.kid.as_deref().ok_or(TokenError::NoKeyId)?;
                 let key = provider.key(kid, alg).await?;

@@ -117,8 +117,13 @@ impl JwtArgs {
 impl ProviderArgs {
     /// `tokens`, also accepting the provider's tokens when one is configured.
     async fn accepted_by(self, tokens: Tokens, jwt: &JwtArgs) -> Result<Tokens, BoxError> {
-        let source = match (self.jwt_jwks_url, self.jwt_jwks_file) {
-            (Some(url), _) => KeySource::Url(url),
+        // An empty variable (`JWT_JWKS_URL=` in a compose file) counts as unset.
+        let url = self.jwt_jwks_url.filter(|url| !url.is_empty());
+        let file = self
+            .jwt_jwks_file
+            .filter(|path| !path.as_os_str().is_empty());
+        let source = match (url, file) {
+            (Some(url), _) => KeySource::Url(parse_jwks_url(&url)?),
             (None, Some(path)) => KeySource::File(path),
             (None, None) => return Ok(tokens),
         };
@@ -243,6 +248,20 @@ struct TokenArgs {
     /// How long the token is valid: 90s, 15m, 1h, 7d.
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     ttl: std::time::Duration,
+}
+
+/// The JWKS URL: https, or http only to this machine (keys fetched in plain text could be
+/// swapped by anyone on the way).
+fn parse_jwks_url(text: &str) -> Result<String, BoxError> {
+    let url = reqwest::Url::parse(text).map_err(|e| format!("JWT_JWKS_URL `{text}`: {e}"))?;
+    let local = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    match url.scheme() {
+        "https" => Ok(url.into()),
+        "http" if local => Ok(url.into()),
+        _ => Err(
+            format!("JWT_JWKS_URL `{text}` must be an https URL (http only to localhost)").into(),
+        ),
+    }
 }
 
 /// A secret that never shows up in `Debug` output or logs.

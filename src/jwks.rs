@@ -3,14 +3,15 @@
 //!
 //! Keys are cached. An unknown `kid` (the provider rotated its keys) fetches the set again, but
 //! at most once per `min_refresh_interval`, so tokens with made-up ids cannot make the service
-//! hammer the provider. The set is also fetched again once it is `max_age` old, so a key the
-//! provider withdrew stops working within that time. While the provider cannot be reached, the
-//! keys fetched last stay in use; a token whose key was never fetched then gets a 503.
+//! hammer the provider. The set is also fetched again (in the background: a cached key never
+//! waits for the provider) once it is `max_age` old, so a key the provider withdrew stops
+//! working soon after. While the provider cannot be reached, the keys fetched last stay in use,
+//! for up to a day; a token whose key was never fetched then gets a 503.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicKeyUse};
@@ -19,6 +20,10 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 /// A JWKS larger than this is refused (real ones are a few KiB).
 const MAX_JWKS_BYTES: usize = 1 << 20;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest a token with a `kid` not yet fetched waits for the provider; then 503.
+const UNKNOWN_KID_WAIT: Duration = Duration::from_secs(2);
+/// Keys fetched this long ago are no longer used, whether or not the provider can be reached.
+const MAX_STALENESS: Duration = Duration::from_secs(24 * 3600);
 
 /// Where the keys come from.
 #[derive(Debug, Clone)]
@@ -108,43 +113,66 @@ impl Jwks {
         Ok(jwks)
     }
 
-    /// The key that checks a token with this `kid` and `alg`.
-    pub async fn key(&self, kid: &str, alg: Algorithm) -> Result<DecodingKey, KeyError> {
-        if let Some(key) = self.fresh(kid) {
+    /// The key that checks a token with this `kid` and `alg`. A cached key answers at once,
+    /// however slow the provider (a set past `max_age` is fetched again in the background); only
+    /// an unknown `kid` waits for a fetch, at most [`UNKNOWN_KID_WAIT`].
+    pub async fn key(self: &Arc<Self>, kid: &str, alg: Algorithm) -> Result<DecodingKey, KeyError> {
+        let (cached, fresh) = {
+            let cache = self.read();
+            (
+                usable(&cache, kid),
+                cache.age().is_some_and(|age| age < self.options.max_age),
+            )
+        };
+        if let Some(key) = cached {
+            if !fresh {
+                self.refresh_in_background();
+            }
             return key.checking(alg);
         }
-        let _turn = self.refreshing.lock().await;
-        if let Some(key) = self.fresh(kid) {
-            return key.checking(alg); // fetched while this call waited
+        match tokio::time::timeout(UNKNOWN_KID_WAIT, self.fetch_for(kid)).await {
+            Ok(found) => found?.checking(alg),
+            Err(_) => Err(KeyError::Unavailable(format!(
+                "no answer from the identity provider within {UNKNOWN_KID_WAIT:?}"
+            ))),
         }
-        let tried_lately = self
-            .read()
-            .attempted_at
-            .is_some_and(|at| at.elapsed() < self.options.min_refresh_interval);
-        if !tried_lately {
+    }
+
+    /// Fetches the set for a `kid` it lacks, unless a fetch was made lately (then the answer
+    /// stands: made-up ids cannot make the service hammer the provider).
+    async fn fetch_for(&self, kid: &str) -> Result<Key, KeyError> {
+        let _turn = self.refreshing.lock().await;
+        if !self.tried_lately() {
             let _ = self.refresh().await;
         }
         let cache = self.read();
-        match cache.keys.get(kid) {
-            Some(key) => key.checking(alg),
-            None => Err(match &cache.last_error {
-                Some(error) => KeyError::Unavailable(error.clone()),
-                None => KeyError::Unknown(kid.to_owned()),
-            }),
-        }
+        usable(&cache, kid).ok_or_else(|| match &cache.last_error {
+            Some(error) => KeyError::Unavailable(error.clone()),
+            None => KeyError::Unknown(kid.chars().take(64).collect()),
+        })
+    }
+
+    fn refresh_in_background(self: &Arc<Self>) {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            // One fetch at a time; a request that finds one under way does not queue another.
+            let Ok(_turn) = this.refreshing.try_lock() else {
+                return;
+            };
+            if !this.tried_lately() {
+                let _ = this.refresh().await;
+            }
+        });
+    }
+
+    fn tried_lately(&self) -> bool {
+        self.read()
+            .attempted_at
+            .is_some_and(|at| at.elapsed() < self.options.min_refresh_interval)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Cache> {
         self.cache.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The key, if the set holding it is younger than `max_age`.
-    fn fresh(&self, kid: &str) -> Option<Key> {
-        let cache = self.read();
-        let young = cache
-            .fetched_at
-            .is_some_and(|at| at.elapsed() < self.options.max_age);
-        young.then(|| cache.keys.get(kid).cloned()).flatten()
     }
 
     /// Fetches the set; on success it replaces the cached keys, on failure they stay.
@@ -197,6 +225,22 @@ impl Jwks {
             }
         }
     }
+}
+
+impl Cache {
+    fn age(&self) -> Option<Duration> {
+        self.fetched_at.map(|at| at.elapsed())
+    }
+}
+
+/// The cached key, unless the set was fetched more than [`MAX_STALENESS`] ago: while the
+/// provider cannot be reached, the keys it published last stay in use, but not forever (one it
+/// withdrew meanwhile must stop working at some point).
+fn usable(cache: &Cache, kid: &str) -> Option<Key> {
+    let age = cache.age()?;
+    (age < MAX_STALENESS)
+        .then(|| cache.keys.get(kid).cloned())
+        .flatten()
 }
 
 impl Key {
@@ -254,7 +298,10 @@ fn algorithms(jwk: &Jwk) -> Vec<Algorithm> {
             EllipticCurve::P384 => vec![ES384],
             _ => vec![],
         },
-        AlgorithmParameters::OctetKeyPair(_) => vec![EdDSA],
+        AlgorithmParameters::OctetKeyPair(okp) if okp.curve == EllipticCurve::Ed25519 => {
+            vec![EdDSA]
+        }
+        AlgorithmParameters::OctetKeyPair(_) => vec![],
         AlgorithmParameters::OctetKey(_) => vec![],
     };
     match &jwk.common.key_algorithm {

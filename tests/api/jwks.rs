@@ -22,13 +22,18 @@ struct Provider {
     keys: Vec<Value>,
     fetches: usize,
     down: bool,
+    /// Fetches hang until this is cleared: a provider that accepts and never answers.
+    stalled: bool,
 }
 
 type Shared = Arc<Mutex<Provider>>;
 
-async fn jwks(State(provider): State<Shared>) -> impl IntoResponse {
-    let mut provider = provider.lock().unwrap();
-    provider.fetches += 1;
+async fn jwks(State(shared): State<Shared>) -> impl IntoResponse {
+    shared.lock().unwrap().fetches += 1;
+    while shared.lock().unwrap().stalled {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let provider = shared.lock().unwrap();
     if provider.down {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
@@ -121,7 +126,7 @@ impl Service {
             .env("JWT_ISSUER", ISSUER)
             .env("JWT_AUDIENCE", AUDIENCE)
             .env("JWT_JWKS_URL", jwks_url)
-            .env("JWT_JWKS_MAX_AGE", "1s")
+            .env("JWT_JWKS_MAX_AGE", "2s")
             .env("JWT_JWKS_MIN_REFRESH", "1s")
             .env("PORT", port.to_string())
             .stdout(Stdio::null())
@@ -201,10 +206,12 @@ async fn tokens_of_an_identity_provider_work_and_hostile_ones_get_401() {
         &claims(json!({"sub": "idp|bob"})),
     );
     assert_eq!(service.create_room(&es256).await.status(), 201);
+    // JWT_SECRET is shared with the signalling and media layers: with a provider, it mints no
+    // users (it would otherwise mint any of the provider's).
     let local = neuronmeet::auth::Tokens::new(SECRET, Some(ISSUER.into()), Some(AUDIENCE.into()))
-        .mint(common::claims("local-user"), Duration::from_secs(60))
+        .mint(common::claims("idp|alice"), Duration::from_secs(60))
         .unwrap();
-    assert_eq!(service.create_room(&local).await.status(), 201);
+    assert!(service.refused(&local).await.contains("identity provider"));
 
     // Hostile or broken tokens.
     let good = claims(json!({}));
@@ -216,7 +223,8 @@ async fn tokens_of_an_identity_provider_work_and_hostile_ones_get_401() {
         .refused(&token(Algorithm::RS256, Some("rsa-1"), "rsa-2", &good))
         .await;
     assert_eq!(forged, "the token's signature is invalid");
-    // The provider's public key used as an HMAC secret: HS256 is checked with JWT_SECRET only.
+    // The provider's public key used as an HMAC secret: no HS256 user token is taken from
+    // anyone while a provider is configured (and none would be checked with that key).
     let public_as_secret = jsonwebtoken::encode(
         &Header {
             kid: Some("rsa-1".into()),
@@ -228,7 +236,7 @@ async fn tokens_of_an_identity_provider_work_and_hostile_ones_get_401() {
     .unwrap();
     assert_eq!(
         service.refused(&public_as_secret).await,
-        "the token's signature is invalid"
+        "user tokens come from the identity provider; an HS256 token is not accepted"
     );
     // An EC signature presented as the RSA key's.
     let mismatch = service
@@ -293,8 +301,8 @@ async fn tokens_of_an_identity_provider_work_and_hostile_ones_get_401() {
     let fetched = provider.lock().unwrap().fetches - before;
     assert!(fetched <= 1, "{fetched} fetches for 30 unknown key ids");
 
-    // Rotation: a new key is picked up on first use; a withdrawn one stops working once the
-    // cached set is older than JWT_JWKS_MAX_AGE.
+    // Rotation: a new key is picked up on first use (its unknown `kid` fetches the set), and
+    // one the provider withdrew stops working with that.
     provider.lock().unwrap().keys = vec![public_key("rsa-2"), public_key("ec-1")];
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let rotated = token(Algorithm::RS256, Some("rsa-2"), "rsa-2", &good);
@@ -303,6 +311,24 @@ async fn tokens_of_an_identity_provider_work_and_hostile_ones_get_401() {
         .refused(&token(Algorithm::RS256, Some("rsa-1"), "rsa-1", &good))
         .await;
     assert!(withdrawn.contains("rsa-1"), "{withdrawn}");
+
+    // A provider that stalls: a cached key answers without waiting for it, although the set is
+    // past JWT_JWKS_MAX_AGE (it is fetched again in the background); a `kid` never fetched waits
+    // a bounded time, then 503. (The bound below only tells "answered" from "waited for the
+    // provider", which cannot answer before it is released.)
+    provider.lock().unwrap().stalled = true;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let answered =
+        tokio::time::timeout(Duration::from_secs(4), service.create_room(&rotated)).await;
+    assert_eq!(
+        answered
+            .expect("a cached key waited for the provider")
+            .status(),
+        201
+    );
+    let unseen = token(Algorithm::RS256, Some("never-published"), "rsa-1", &good);
+    assert_eq!(service.create_room(&unseen).await.status(), 503);
+    provider.lock().unwrap().stalled = false;
 
     // The provider down: keys fetched before keep working; a key never seen is a 503 (the token
     // may be good), and the service recovers by itself when the provider is back.
