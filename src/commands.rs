@@ -93,7 +93,7 @@ impl RoomCommands {
         .await
         .map_err(|join| CommandError::Failed(Box::new(join)))
         .flatten();
-        record("CreateRoom", outcome.as_ref().err());
+        self.record("CreateRoom", outcome.as_ref().err()).await;
         outcome
     }
 
@@ -120,7 +120,7 @@ impl RoomCommands {
         .await
         .map_err(|join| CommandError::Failed(Box::new(join)))
         .flatten();
-        record(name, outcome.as_ref().err());
+        self.record(name, outcome.as_ref().err()).await;
         outcome
     }
 
@@ -172,6 +172,39 @@ impl RoomCommands {
         }
         unreachable!("the loop returns")
     }
+
+    /// Counts a command's outcome: `commands_total{command,outcome}`, and the reason of each
+    /// rejection and conflict.
+    async fn record(&self, command: &'static str, error: Option<&CommandError>) {
+        let busy = match error {
+            Some(CommandError::Unavailable(cause)) => {
+                crate::http::is_pool_timeout(cause.as_ref()) && db::saturated(&self.pool).await
+            }
+            _ => false,
+        };
+        let (outcome, reason) = match error {
+            None => ("accepted", None),
+            Some(CommandError::Rejected(rejected)) => ("rejected", Some(rejected.reason())),
+            Some(CommandError::CodesExhausted) => ("rejected", Some("codes_exhausted")),
+            Some(CommandError::Conflict) => ("conflict", None),
+            Some(CommandError::KeyUsed) => ("rejected", Some("idempotency_key_used")),
+            Some(CommandError::KeyBusy) => ("rejected", Some("idempotency_key_busy")),
+            // Waiting out a pool that stays taken while the database answers is not an outage.
+            Some(CommandError::Unavailable(_)) if busy => ("pool_timeout", None),
+            Some(CommandError::Unavailable(_)) => ("unavailable", None),
+            Some(CommandError::Failed(_)) => ("failed", None),
+        };
+        metrics::counter!("commands_total", "command" => command, "outcome" => outcome)
+            .increment(1);
+        if let Some(reason) = reason {
+            record_rejection(command, reason);
+        }
+        if outcome == "conflict" {
+            metrics::counter!("aggregate_conflicts_total", "aggregate" => "Room").increment(1);
+        }
+    }
+
+    /// `commands_rejected_total{command,reason}`; also for requests refused before the command ran.
 
     async fn create_room_to_completion(
         &self,
@@ -304,33 +337,6 @@ pub fn now() -> DateTime<Utc> {
         .expect("now fits")
 }
 
-/// Counts a command's outcome: `commands_total{command,outcome}`, and the reason of each
-/// rejection and conflict.
-fn record(command: &'static str, error: Option<&CommandError>) {
-    let (outcome, reason) = match error {
-        None => ("accepted", None),
-        Some(CommandError::Rejected(rejected)) => ("rejected", Some(rejected.reason())),
-        Some(CommandError::CodesExhausted) => ("rejected", Some("codes_exhausted")),
-        Some(CommandError::Conflict) => ("conflict", None),
-        Some(CommandError::KeyUsed) => ("rejected", Some("idempotency_key_used")),
-        Some(CommandError::KeyBusy) => ("rejected", Some("idempotency_key_busy")),
-        // Waiting out the pool is not an outage: admission control tells which it was.
-        Some(CommandError::Unavailable(cause)) if crate::http::is_pool_timeout(cause.as_ref()) => {
-            ("pool_timeout", None)
-        }
-        Some(CommandError::Unavailable(_)) => ("unavailable", None),
-        Some(CommandError::Failed(_)) => ("failed", None),
-    };
-    metrics::counter!("commands_total", "command" => command, "outcome" => outcome).increment(1);
-    if let Some(reason) = reason {
-        record_rejection(command, reason);
-    }
-    if outcome == "conflict" {
-        metrics::counter!("aggregate_conflicts_total", "aggregate" => "Room").increment(1);
-    }
-}
-
-/// `commands_rejected_total{command,reason}`; also for requests refused before the command ran.
 pub fn record_rejection(command: &'static str, reason: &'static str) {
     metrics::counter!("commands_rejected_total", "command" => command, "reason" => reason)
         .increment(1);

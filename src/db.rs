@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Executor, PgConnection, PgPool, Postgres};
+use sqlx::{Connection, Executor, PgConnection, PgPool, Postgres};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
@@ -15,6 +15,35 @@ pub fn pool_options(max_connections: u32) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(ACQUIRE_TIMEOUT)
+}
+
+/// The last verdict of [`saturated`]'s probe, and when it was reached.
+static PROBED: std::sync::Mutex<Option<(std::time::Instant, bool)>> = std::sync::Mutex::new(None);
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// True when waiting for a connection means "busy", not "down": every connection of the pool
+/// is taken, and the database accepts a new connection (tried outside the pool, at most once a
+/// second, within a second). When the database is down, pending attempts to connect also count
+/// as taken connections, so the pool's numbers alone cannot tell.
+pub async fn saturated(pool: &PgPool) -> bool {
+    let full = pool.size() >= pool.options().get_max_connections() && pool.num_idle() == 0;
+    if !full {
+        return false;
+    }
+    let cached = *PROBED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((at, reachable)) = cached {
+        if at.elapsed() < PROBE_EVERY {
+            return reachable;
+        }
+    }
+    let options = pool.connect_options();
+    let reachable = matches!(
+        tokio::time::timeout(PROBE_EVERY, PgConnection::connect_with(&options)).await,
+        Ok(Ok(_))
+    );
+    *PROBED.lock().unwrap_or_else(|e| e.into_inner()) =
+        Some((std::time::Instant::now(), reachable));
+    reachable
 }
 
 /// A transaction that never returns its connection to the pool while still open.

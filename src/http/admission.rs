@@ -56,12 +56,27 @@ struct Window {
     pool_ran_out: bool,
 }
 
-/// A request admitted; dropping it (the request finished, or was cancelled) frees its place.
-struct Admitted<'a>(&'a Admission);
+/// A request admitted; dropping it frees its place. A request cancelled (its client left, or
+/// it timed out) counts with the time it ran: the slowest requests are the ones that matter.
+struct Admitted<'a> {
+    admission: &'a Admission,
+    started: Instant,
+    finished: bool,
+}
+
+impl Admitted<'_> {
+    fn finish(mut self, pool_ran_out: bool) {
+        self.finished = true;
+        self.admission.record(self.started.elapsed(), pool_ran_out);
+    }
+}
 
 impl Drop for Admitted<'_> {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if !self.finished {
+            self.admission.record(self.started.elapsed(), false);
+        }
+        self.admission.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -94,7 +109,11 @@ impl Admission {
             self.refused.store(true, Ordering::Relaxed);
             return None;
         }
-        Some(Admitted(self))
+        Some(Admitted {
+            admission: self,
+            started: Instant::now(),
+            finished: false,
+        })
     }
 
     fn record(&self, latency: Duration, pool_ran_out: bool) {
@@ -129,11 +148,6 @@ impl Admission {
     }
 }
 
-/// True when every connection of the pool is taken: a pool timeout then means "busy".
-fn exhausted(pool: &PgPool) -> bool {
-    pool.size() >= pool.options().get_max_connections() && pool.num_idle() == 0
-}
-
 /// `pressure` is the window's mean latency over the target: above 1, the limit comes down in
 /// proportion (by a tenth to a half); otherwise it goes up by a twentieth (at least one) if it
 /// was what turned requests away. Always within the bounds.
@@ -157,15 +171,14 @@ pub async fn admit(
     if ALWAYS_ADMITTED.contains(&request.uri().path()) {
         return next.run(request).await;
     }
-    let Some(_admitted) = admission.try_admit() else {
+    let Some(admitted) = admission.try_admit() else {
         metrics::counter!("http_requests_shed_total", "reason" => "overload").increment(1);
         return refused(OVERLOADED);
     };
-    let started = Instant::now();
     let response = next.run(request).await;
     let pool_timed_out = response.extensions().get::<PoolTimedOut>().is_some();
-    let busy = pool_timed_out && exhausted(&pool);
-    admission.record(started.elapsed(), busy);
+    let busy = pool_timed_out && crate::db::saturated(&pool).await;
+    admitted.finish(busy);
     if busy {
         metrics::counter!("http_requests_shed_total", "reason" => "pool_busy").increment(1);
         return refused(BUSY);

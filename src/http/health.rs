@@ -4,6 +4,8 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
+use std::time::Duration;
+
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -77,24 +79,18 @@ struct Health {
                 "relay": {"status": "degraded", "published": 42, "reason": "database_unavailable"}})),
     ))]
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
-    let latest = db::MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
-    let applied: Result<Option<i64>, _> =
-        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
-            .fetch_one(&state.pool)
-            .await;
-    let database = match &applied {
-        Ok(Some(version)) if *version >= latest => "ok",
-        Ok(_) => "migrations pending",
-        Err(error) => {
-            tracing::warn!(%error, "readiness: database check failed");
-            "unavailable"
-        }
+    let database = database_state(&state.pool).await;
+    // The lag query needs a connection too: skipped when there is none to spare.
+    let lag = match database {
+        "ok" => relay::lag(&state.pool, &state.relay.checkpoint())
+            .await
+            .ok()
+            .map(|(events, seconds)| Lag { events, seconds }),
+        _ => None,
     };
-    let lag = relay::lag(&state.pool, &state.relay.checkpoint())
-        .await
-        .ok()
-        .map(|(events, seconds)| Lag { events, seconds });
-    let ready = database == "ok";
+    // Busy is not down: an instance whose pool is full still serves, and taking it out of
+    // rotation would only move its load onto the others.
+    let ready = matches!(database, "ok" | "busy");
     let readiness = Readiness {
         status: if ready { "ready" } else { "unavailable" },
         database: DatabaseState { status: database },
@@ -111,6 +107,34 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) 
     (status, Json(readiness))
 }
 
+/// How long readiness waits for a pooled connection before it tells busy from down.
+const READY_WAIT: Duration = Duration::from_millis(500);
+
+async fn database_state(pool: &sqlx::PgPool) -> &'static str {
+    let latest = db::MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+    let mut conn = match tokio::time::timeout(READY_WAIT, pool.acquire()).await {
+        Ok(Ok(conn)) => conn,
+        Err(_) if db::saturated(pool).await => return "busy",
+        Err(_) => return "unavailable",
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "readiness: database check failed");
+            return "unavailable";
+        }
+    };
+    let applied: Result<Option<i64>, _> =
+        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&mut *conn)
+            .await;
+    match applied {
+        Ok(Some(version)) if version >= latest => "ok",
+        Ok(_) => "migrations pending",
+        Err(error) => {
+            tracing::warn!(%error, "readiness: database check failed");
+            "unavailable"
+        }
+    }
+}
+
 #[derive(Serialize, ToSchema)]
 #[schema(example = json!({"status": "ready", "database": {"status": "ok"},
     "relay": {"status": "publishing", "published": 42, "lag": {"events": 0, "seconds": 0.0}}}))]
@@ -124,7 +148,8 @@ struct Readiness {
 
 #[derive(Serialize, ToSchema)]
 struct DatabaseState {
-    /// `ok`, `migrations pending` or `unavailable`.
+    /// `ok`, `busy` (every pooled connection in use; still ready), `migrations pending` or
+    /// `unavailable`.
     #[schema(value_type = String)]
     status: &'static str,
 }

@@ -167,7 +167,12 @@ pub fn router(mut state: AppState, limits: &Limits) -> Router {
                 REQUEST_ID,
                 IDEMPOTENCY_KEY,
             ])
-            .expose_headers([header::LOCATION, REQUEST_ID, IDEMPOTENT_REPLAYED])
+            .expose_headers([
+                header::LOCATION,
+                header::RETRY_AFTER,
+                REQUEST_ID,
+                IDEMPOTENT_REPLAYED,
+            ])
     });
     routes
         .route_layer(axum::middleware::from_fn(crate::telemetry::track_requests))
@@ -180,6 +185,8 @@ pub fn router(mut state: AppState, limits: &Limits) -> Router {
                 // return it, and store it in event metadata.
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                // Outside admission control, so that a browser can read a refusal too.
+                .option_layer(cors)
                 // Before tracing, tokens and bodies: refusing must cost next to nothing.
                 .layer(axum::middleware::from_fn_with_state(
                     (admission, pool),
@@ -195,7 +202,6 @@ pub fn router(mut state: AppState, limits: &Limits) -> Router {
                         )
                     }),
                 )
-                .option_layer(cors)
                 .layer(HandleErrorLayer::new(timeout_problem))
                 .timeout(limits.request_timeout),
         )

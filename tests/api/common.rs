@@ -246,6 +246,15 @@ impl TestApp {
         self.get(path).await.json().await.expect("a JSON body")
     }
 
+    /// Backends of this test's database waiting for a lock.
+    pub async fn waiting_on_locks(&self) -> i64 {
+        self.count(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .await
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         sqlx::query_scalar(sql).fetch_one(&self.db).await.unwrap()
     }

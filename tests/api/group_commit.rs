@@ -45,14 +45,6 @@ async fn release(mut lock: PoolConnection<Postgres>) {
     sqlx::raw_sql("COMMIT").execute(&mut *lock).await.unwrap();
 }
 
-async fn waiting_on_locks(app: &TestApp) -> i64 {
-    app.count(
-        "SELECT count(*) FROM pg_stat_activity \
-         WHERE datname = current_database() AND wait_event_type = 'Lock'",
-    )
-    .await
-}
-
 /// Commands handed to the writers and not yet taken by one.
 async fn queued(app: &TestApp) -> f64 {
     let metrics = app.get("/metrics").await.text().await.unwrap();
@@ -72,7 +64,7 @@ async fn block_both_writers(app: &Arc<TestApp>) -> Vec<tokio::task::JoinHandle<u
             client.create_room(json!({})).await.status().as_u16()
         }));
         assert!(
-            eventually(|| async { waiting_on_locks(app).await >= writers }).await,
+            eventually(|| async { app.waiting_on_locks().await >= writers }).await,
             "writer {writers} did not block on the lock"
         );
     }

@@ -130,11 +130,33 @@ async fn excess_concurrent_requests_are_shed_with_503() {
     );
 }
 
+/// Holds `LOCK TABLE <table>` in an open transaction: commands writing to it wait, in flight.
+async fn hold_lock(app: &TestApp, table: &str) -> sqlx::pool::PoolConnection<sqlx::Postgres> {
+    let mut lock = app.db.acquire().await.unwrap();
+    sqlx::raw_sql(&format!("BEGIN; LOCK TABLE {table} IN EXCLUSIVE MODE"))
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    lock
+}
+
+/// A create that blocks on the lock: in flight until the lock goes.
+async fn blocked_create(app: &Arc<TestApp>) -> tokio::task::JoinHandle<u16> {
+    let holder = {
+        let app = Arc::clone(app);
+        tokio::spawn(async move { app.create_room(json!({})).await.status().as_u16() })
+    };
+    assert!(
+        common::eventually(|| async { app.waiting_on_locks().await >= 1 }).await,
+        "the create did not reach the lock"
+    );
+    holder
+}
+
 #[tokio::test]
 async fn a_request_beyond_the_limit_is_refused_before_its_token_and_body_are_read() {
     let app = Arc::new(
         TestApp::spawn_with(Options {
-            proxy: Some(Arc::new(Proxy::with_latency(Duration::from_millis(100)))),
             limits: Limits {
                 max_concurrent_requests: 1,
                 ..Limits::default()
@@ -143,11 +165,8 @@ async fn a_request_beyond_the_limit_is_refused_before_its_token_and_body_are_rea
         })
         .await,
     );
-    let holder = {
-        let app = Arc::clone(&app);
-        tokio::spawn(async move { app.create_room(json!({})).await.status() })
-    };
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let lock = hold_lock(&app, "events").await;
+    let holder = blocked_create(&app).await;
     let refused = app
         .client
         .post(app.url("/rooms"))
@@ -168,12 +187,17 @@ async fn a_request_beyond_the_limit_is_refused_before_its_token_and_body_are_rea
     );
     // Operators' endpoints are never refused.
     assert_eq!(app.get("/healthz").await.status(), 200);
+    sqlx::raw_sql("COMMIT")
+        .execute(&mut *{ lock })
+        .await
+        .unwrap();
     assert_eq!(holder.await.unwrap(), 201);
     assert_eq!(app.create_room(json!({})).await.status(), 201);
 }
 
 /// Every connection of the pool held (here by a command blocked on a lock) is a busy instance,
-/// not a database outage: the waiting request gets the overload answer, and the metrics say so.
+/// not a database outage: the waiting request gets the overload answer, /readyz stays ready,
+/// and the metrics say so.
 #[tokio::test]
 async fn a_pool_that_stays_taken_is_reported_busy_not_as_a_database_outage() {
     let app = Arc::new(
@@ -185,16 +209,12 @@ async fn a_pool_that_stays_taken_is_reported_busy_not_as_a_database_outage() {
     );
     let room: Value = app.create_room(json!({})).await.json().await.unwrap();
     let id = room["id"].as_str().unwrap().to_owned();
-    let mut blocker = app.db.acquire().await.unwrap();
-    sqlx::raw_sql("BEGIN; LOCK TABLE rooms IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut *blocker)
-        .await
-        .unwrap();
-    let holder = {
-        let app = Arc::clone(&app);
-        tokio::spawn(async move { app.create_room(json!({})).await.status() })
-    };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let lock = hold_lock(&app, "rooms").await;
+    let holder = blocked_create(&app).await;
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), 200);
+    let ready: Value = ready.json().await.unwrap();
+    assert_eq!(ready["database"]["status"], "busy");
     let waiting = app.get_room(&id, "user-1").await;
     assert_eq!(waiting.status(), 503);
     assert_eq!(waiting.headers()["retry-after"], "1");
@@ -210,13 +230,56 @@ async fn a_pool_that_stays_taken_is_reported_busy_not_as_a_database_outage() {
             .contains("database connection"),
         "{problem}"
     );
-    sqlx::query("COMMIT").execute(&mut *blocker).await.unwrap();
+    sqlx::raw_sql("COMMIT")
+        .execute(&mut *{ lock })
+        .await
+        .unwrap();
     assert_eq!(holder.await.unwrap(), 201);
     let metrics = app.get("/metrics").await.text().await.unwrap();
     assert!(
         sample(&metrics, r#"http_requests_shed_total{reason="pool_busy"}"#) >= 1.0,
         "{metrics}"
     );
+}
+
+/// The database gone (connections refused) is an outage, not a busy pool, however many
+/// requests wait to connect.
+#[tokio::test]
+async fn a_database_that_refuses_connections_is_an_outage_not_a_busy_pool() {
+    let proxy = Arc::new(Proxy::default());
+    let app = Arc::new(
+        TestApp::spawn_with(Options {
+            proxy: Some(Arc::clone(&proxy)),
+            max_connections: 2,
+            ..Options::default()
+        })
+        .await,
+    );
+    assert_eq!(app.create_room(json!({})).await.status(), 201);
+    proxy.cut();
+    let answers = futures_util::future::join_all((0..6).map(|_| {
+        let app = Arc::clone(&app);
+        async move {
+            let response = app.create_room(json!({})).await;
+            let status = response.status().as_u16();
+            let problem: Value = response.json().await.unwrap();
+            (status, problem["type"].as_str().unwrap().to_owned())
+        }
+    }))
+    .await;
+    for (status, kind) in &answers {
+        assert_eq!(*status, 503);
+        assert_eq!(
+            kind, "https://neuronmeet.com/problems/unavailable",
+            "{answers:?}"
+        );
+    }
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert_eq!(
+        sample(&metrics, r#"http_requests_shed_total{reason="pool_busy"}"#),
+        0.0
+    );
+    proxy.restore();
 }
 
 #[tokio::test]
