@@ -79,7 +79,7 @@ impl Modify for BearerAuth {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
-                    .description(Some("HS256 JWT with `sub` (the user id) and `exp`; optional `name`, `email`, `picture`."))
+                    .description(Some("A JWT with `sub` (the user id) and `exp`; optional `name`, `email`, `picture`. Signed with HS256 and JWT_SECRET, or by the identity provider of JWT_JWKS_URL when one is configured."))
                     .build(),
             ),
         );

@@ -63,7 +63,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 404, description = "No room has this code.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The room is full.", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "The room has ended.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable; retry later.", body = Problem,
+        (status = 503, description = "Refused at once under overload (`overloaded`, `Retry-After: 1`), or the database is unavailable (`unavailable`, `Retry-After: 5`); retry after Retry-After.", body = Problem,
             content_type = "application/problem+json", headers(("Retry-After" = String))),
     )
 )]
@@ -195,7 +195,7 @@ async fn join_room(
             content_type = "application/problem+json", headers(("WWW-Authenticate" = String))),
         (status = 403, description = "Neither the host nor a joined participant of this room.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No room has this id.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable; retry later.", body = Problem,
+        (status = 503, description = "Refused at once under overload (`overloaded`, `Retry-After: 1`), or the database is unavailable (`unavailable`, `Retry-After: 5`); retry after Retry-After.", body = Problem,
             content_type = "application/problem+json", headers(("Retry-After" = String))),
     )
 )]
@@ -254,7 +254,7 @@ async fn list_participants(
         (status = 403, description = "The caller is not the room's host.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such room, or no such participant in it.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The room is full.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable; retry later.", body = Problem,
+        (status = 503, description = "Refused at once under overload (`overloaded`, `Retry-After: 1`), or the database is unavailable (`unavailable`, `Retry-After: 5`); retry after Retry-After.", body = Problem,
             content_type = "application/problem+json", headers(("Retry-After" = String))),
     )
 )]
@@ -283,7 +283,7 @@ async fn admit(
         (status = 403, description = "The caller is not the room's host.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such room, or no such participant in it.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The participant is not waiting.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable; retry later.", body = Problem,
+        (status = 503, description = "Refused at once under overload (`overloaded`, `Retry-After: 1`), or the database is unavailable (`unavailable`, `Retry-After: 5`); retry after Retry-After.", body = Problem,
             content_type = "application/problem+json", headers(("Retry-After" = String))),
     )
 )]
@@ -373,7 +373,7 @@ async fn acting_user(
             content_type = "application/problem+json", headers(("WWW-Authenticate" = String))),
         (status = 403, description = "Neither the participant nor the room's host.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such room, or no such participant in it.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable; retry later.", body = Problem,
+        (status = 503, description = "Refused at once under overload (`overloaded`, `Retry-After: 1`), or the database is unavailable (`unavailable`, `Retry-After: 5`); retry after Retry-After.", body = Problem,
             content_type = "application/problem+json", headers(("Retry-After" = String))),
     )
 )]

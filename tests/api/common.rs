@@ -493,7 +493,6 @@ impl Drop for NatsServer {
     }
 }
 
-/// A local port that nothing listens on (it was free a moment ago).
 /// A published envelope's `sequence`: 19 digits, zero-padded, that sort as the numbers do.
 pub fn envelope_sequence(envelope: &serde_json::Value) -> i64 {
     let text = envelope["sequence"].as_str().expect("sequence is a string");
@@ -510,6 +509,7 @@ pub fn envelope_position(envelope: &serde_json::Value) -> i64 {
     text.parse().unwrap()
 }
 
+/// A local port that nothing listens on (it was free a moment ago).
 pub fn closed_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -15,7 +15,23 @@ tools_deps_ok() {
         ! $TOOLS_DIR/package-lock.json -nt $TOOLS_DIR/node_modules/.package-lock.json ]]
 }
 
+# The pinned tools need Node.js 20.19 or later (Debian 12's own nodejs is 18: install a newer
+# one, e.g. from NodeSource, when it is what the machine has).
+node_is_recent() {
+    local version major minor
+    version=$(node --version 2>/dev/null) || return 1
+    version=${version#v}
+    major=${version%%.*}
+    minor=${version#*.}
+    minor=${minor%%.*}
+    ((major > 20 || (major == 20 && minor >= 19)))
+}
+
 ensure_tools_deps() {
+    node_is_recent || {
+        echo "error: tests/tools needs Node.js 20.19 or later and npm (found: $(node --version 2>/dev/null || echo none))" >&2
+        return 1
+    }
     tools_deps_ok && return 0
     command -v npm >/dev/null 2>&1 || {
         echo "error: npm not found; tests/tools needs Node.js 20.19+ and npm" >&2

@@ -37,7 +37,7 @@ use crate::http::{ApiError, AppState};
             content_type = "application/problem+json", headers(("WWW-Authenticate" = String))),
         (status = 403, description = "The caller is not the room's host.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No room has this id.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable; retry later.", body = Problem,
+        (status = 503, description = "Refused at once under overload (`overloaded`, `Retry-After: 1`), or the database is unavailable (`unavailable`, `Retry-After: 5`); retry after Retry-After.", body = Problem,
             content_type = "application/problem+json", headers(("Retry-After" = String))),
     )
 )]

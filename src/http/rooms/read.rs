@@ -25,7 +25,7 @@ use crate::read_models::rooms;
         (status = 401, description = "Missing or invalid token.", body = Problem,
             content_type = "application/problem+json", headers(("WWW-Authenticate" = String))),
         (status = 404, description = "No room has this id.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable; retry later.", body = Problem,
+        (status = 503, description = "Refused at once under overload (`overloaded`, `Retry-After: 1`), or the database is unavailable (`unavailable`, `Retry-After: 5`); retry after Retry-After.", body = Problem,
             content_type = "application/problem+json", headers(("Retry-After" = String))),
     )
 )]
@@ -49,7 +49,7 @@ pub(super) async fn get_room(
     responses(
         (status = 200, description = "The room's public view.", body = PublicRoom),
         (status = 404, description = "No room has this code.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable; retry later.", body = Problem,
+        (status = 503, description = "Refused at once under overload (`overloaded`, `Retry-After: 1`), or the database is unavailable (`unavailable`, `Retry-After: 5`); retry after Retry-After.", body = Problem,
             content_type = "application/problem+json", headers(("Retry-After" = String))),
     )
 )]

@@ -38,7 +38,7 @@ use crate::http::{request_id, ApiError, AppState};
         (status = 404, description = "No room has this id.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The room has ended, or changed too often concurrently.", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body larger than 16 KiB.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is unavailable; retry later.", body = Problem,
+        (status = 503, description = "Refused at once under overload (`overloaded`, `Retry-After: 1`), or the database is unavailable (`unavailable`, `Retry-After: 5`); retry after Retry-After.", body = Problem,
             content_type = "application/problem+json", headers(("Retry-After" = String))),
     )
 )]
