@@ -9,6 +9,7 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::EventStoreAggregateContext;
 use cqrs_es::{Aggregate, AggregateError, EventStore};
+use projections::RoomView;
 
 use crate::codes::CodeGenerator;
 use crate::db;
@@ -81,7 +82,7 @@ impl RoomCommands {
         host: Host,
         request_id: String,
         idempotency: Option<Idempotency>,
-    ) -> Result<String, CommandError> {
+    ) -> Result<RoomView, CommandError> {
         let commands = self.clone();
         let outcome = tokio::spawn(async move {
             let create = commands.create_room_to_completion(room, host, request_id);
@@ -204,14 +205,12 @@ impl RoomCommands {
         }
     }
 
-    /// `commands_rejected_total{command,reason}`; also for requests refused before the command ran.
-
     async fn create_room_to_completion(
         &self,
         room: NewRoom,
         host: Host,
         request_id: String,
-    ) -> Result<String, CommandError> {
+    ) -> Result<RoomView, CommandError> {
         let room_id = uuid::Uuid::now_v7().to_string();
         let metadata = HashMap::from([
             ("requestId".to_owned(), request_id),
@@ -240,7 +239,9 @@ impl RoomCommands {
                 )
                 .await;
             match result {
-                Ok(()) => return Ok(room_id),
+                // The room as the projection wrote it, from the same events by the same code:
+                // the response needs no read back.
+                Ok(events) => return room_view(&events),
                 Err(AggregateError::UnexpectedError(error)) if error.is::<KeyUsed>() => {
                     return Err(CommandError::KeyUsed)
                 }
@@ -285,7 +286,7 @@ impl RoomCommands {
         aggregate_id: &str,
         command: RoomCommand,
         metadata: HashMap<String, String>,
-    ) -> Result<(), AggregateError<RoomError>> {
+    ) -> Result<Vec<RoomEvent>, AggregateError<RoomError>> {
         let mut context = EventStoreAggregateContext {
             aggregate_id: aggregate_id.to_owned(),
             aggregate: Room::default(),
@@ -298,11 +299,22 @@ impl RoomCommands {
             .handle(command, &(), &sink)
             .await
             .map_err(AggregateError::UserError)?;
-        self.store
-            .commit(sink.collect().await, context, metadata)
-            .await?;
-        Ok(())
+        let events = sink.collect().await;
+        self.store.commit(events.clone(), context, metadata).await?;
+        Ok(events)
     }
+}
+
+/// The view of a room its first events make, as the `rooms` projection makes it.
+fn room_view(events: &[RoomEvent]) -> Result<RoomView, CommandError> {
+    let mut view = None;
+    for (index, event) in events.iter().enumerate() {
+        view = Some(
+            RoomView::apply(view, index as i64 + 1, event)
+                .map_err(|error| CommandError::Failed(Box::new(error)))?,
+        );
+    }
+    view.ok_or_else(|| CommandError::Failed("a create made no events".into()))
 }
 
 /// One queue per room with commands in flight in this instance.
@@ -337,6 +349,7 @@ pub fn now() -> DateTime<Utc> {
         .expect("now fits")
 }
 
+/// `commands_rejected_total{command,reason}`; also for requests refused before the command ran.
 pub fn record_rejection(command: &'static str, reason: &'static str) {
     metrics::counter!("commands_rejected_total", "command" => command, "reason" => reason)
         .increment(1);

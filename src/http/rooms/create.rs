@@ -7,7 +7,6 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use super::full_room;
 use super::views::FullRoom;
 use crate::commands::{self, CommandError, NewRoom};
 use crate::http::body::JsonObject;
@@ -75,8 +74,8 @@ pub(super) async fn create_room(
             idempotency.clone(),
         )
         .await;
-    let room_id = match (created, &idempotency) {
-        (Ok(room_id), _) => room_id,
+    let view = match (created, &idempotency) {
+        (Ok(view), _) => view,
         // Another request with this key committed first: answer as it was answered.
         (Err(CommandError::KeyUsed), Some(key)) => {
             return first_response(&state, key).await?.ok_or_else(|| {
@@ -85,26 +84,27 @@ pub(super) async fn create_room(
         }
         (Err(error), _) => return Err(error.into()),
     };
-    let body = respond(&state, &room_id, idempotency.as_ref()).await?;
+    let room_id = view.id.clone();
+    let body = respond(&state, view, idempotency.as_ref()).await?;
     Ok(created_response(&room_id, body, false))
 }
 
-/// The response to a create: the room as GET /rooms/{id} answers it, kept for repeats of the
-/// request when it has a key. In a task of its own, so that a client who hangs up (or a
-/// timeout) cannot leave a recorded key without its response.
+/// The response to a create: the room as GET /rooms/{id} answers it (built from the view the
+/// command's events make, as the projection built the row; no read back), kept for repeats of
+/// the request when it has a key. Kept in a task of its own, so that a client who hangs up (or
+/// a timeout) cannot leave a recorded key without its response.
 async fn respond(
     state: &AppState,
-    room_id: &str,
+    view: projections::RoomView,
     key: Option<&Idempotency>,
 ) -> Result<String, ApiError> {
-    let (state, room_id) = (state.clone(), room_id.to_owned());
-    let key = key.map(|k| (k.caller.clone(), k.key.clone()));
+    let body = serde_json::to_string(&FullRoom::try_from(view)?).expect("rooms serialize");
+    let Some(key) = key else {
+        return Ok(body);
+    };
+    let (pool, caller, key) = (state.pool.clone(), key.caller.clone(), key.key.clone());
     tokio::spawn(async move {
-        let room = full_room(&state, &room_id).await?;
-        let body = serde_json::to_string(&room).expect("rooms serialize");
-        if let Some((caller, key)) = key {
-            idempotency::save_response(&state.pool, &caller, &key, &body).await?;
-        }
+        idempotency::save_response(&pool, &caller, &key, &body).await?;
         Ok(body)
     })
     .await
@@ -165,7 +165,8 @@ async fn first_response(state: &AppState, key: &Idempotency) -> Result<Option<Re
     let body = match response {
         Some(body) => body,
         None => {
-            respond(state, &room_id, Some(key)).await?;
+            // The room as it is now (the process that created it died before keeping it).
+            respond(state, super::find_room(state, &room_id).await?, Some(key)).await?;
             idempotency::find(&state.pool, &key.caller, &key.key)
                 .await?
                 .and_then(|(_, _, response)| response)
