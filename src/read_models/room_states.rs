@@ -125,16 +125,28 @@ async fn project(
     table: &str,
     events: &[StoredEvent<'_>],
 ) -> Result<(), sqlx::Error> {
+    let rooms: Vec<&StoredEvent<'_>> = events
+        .iter()
+        .filter(|event| event.aggregate_type == Room::TYPE)
+        .collect();
+    // The rows of rooms whose history does not start here, read (and locked) all at once.
+    let mut seen = std::collections::HashSet::new();
+    let existing: Vec<&str> = rooms
+        .iter()
+        .filter(|event| seen.insert(event.aggregate_id) && event.sequence > 1)
+        .map(|event| event.aggregate_id)
+        .collect();
+    let mut rows = rows_for_update(conn, table, &existing).await?;
     let mut states: HashMap<&str, (i64, Room)> = HashMap::new();
-    for event in events {
-        if event.aggregate_type != Room::TYPE {
-            continue;
-        }
+    for event in rooms {
         let decoded = decode(event.payload)?;
         let (_, mut room) = match states.remove(event.aggregate_id) {
             Some(state) => state,
             None if event.sequence == 1 => (0, Room::default()),
-            None => current(conn, table, event.aggregate_id, event.sequence).await?,
+            None => {
+                let row = rows.remove(event.aggregate_id);
+                current(conn, row, event.aggregate_id, event.sequence).await?
+            }
         };
         room.apply(decoded);
         states.insert(event.aggregate_id, (event.sequence, room));
@@ -161,20 +173,35 @@ async fn project(
     .map(|_| ())
 }
 
-/// The room's state before the event with sequence `next`: its row, locked, with any events
-/// the row lacks folded in.
-async fn current(
+/// The rows of `room_ids` in `table`, locked (in id order, as every batch locks them).
+async fn rows_for_update(
     conn: &mut PgConnection,
     table: &str,
+    room_ids: &[&str],
+) -> Result<HashMap<String, (i64, serde_json::Value)>, sqlx::Error> {
+    if room_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(String, i64, serde_json::Value)> = sqlx::query_as(&format!(
+        "SELECT room_id, sequence, state FROM {table} WHERE room_id = ANY($1) ORDER BY room_id FOR UPDATE"
+    ))
+    .bind(room_ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, sequence, state)| (id, (sequence, state)))
+        .collect())
+}
+
+/// The room's state before the event with sequence `next`: its row (read and locked by the
+/// caller), with any events the row lacks folded in.
+async fn current(
+    conn: &mut PgConnection,
+    row: Option<(i64, serde_json::Value)>,
     room_id: &str,
     next: i64,
 ) -> Result<(i64, Room), sqlx::Error> {
-    let row: Option<(i64, serde_json::Value)> = sqlx::query_as(&format!(
-        "SELECT sequence, state FROM {table} WHERE room_id = $1 FOR UPDATE"
-    ))
-    .bind(room_id)
-    .fetch_optional(&mut *conn)
-    .await?;
     let (sequence, room) = snapshot(row, room_id);
     if sequence == next - 1 {
         // The usual case, in a command's transaction: the row is the state before this event.

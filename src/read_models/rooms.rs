@@ -114,13 +114,27 @@ pub async fn hosted_by<'e>(
         .map(|rows| rows.into_iter().map(|Stored(view)| view).collect())
 }
 
-/// The current row in `table`, locked until the transaction ends, for applying further events.
+/// The current rows of `ids` in `table`, locked until the transaction ends (in id order, as
+/// every batch locks them), for applying further events.
 async fn find_for_update(
     conn: &mut PgConnection,
     table: &str,
-    id: &str,
-) -> Result<Option<RoomView>, sqlx::Error> {
-    select_one(conn, table, "id = $1 FOR UPDATE", id).await
+    ids: &[&str],
+) -> Result<HashMap<String, RoomView>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    sqlx::query_as::<_, Stored>(&format!(
+        "SELECT {COLUMNS} FROM {table} WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+    ))
+    .bind(ids)
+    .fetch_all(conn)
+    .await
+    .map(|rows| {
+        rows.into_iter()
+            .map(|Stored(view)| (view.id.clone(), view))
+            .collect()
+    })
 }
 
 async fn select_one<'e>(
@@ -144,20 +158,30 @@ async fn project(
     table: &str,
     events: &[StoredEvent<'_>],
 ) -> Result<(), sqlx::Error> {
-    let mut views: HashMap<&str, RoomView> = HashMap::new();
+    let mut concerning = Vec::new();
     for event in events {
         if event.aggregate_type != Room::TYPE {
             continue;
         }
         let decoded =
             RoomEvent::deserialize(event.payload).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-        if !RoomView::concerns(&decoded) {
-            continue;
+        if RoomView::concerns(&decoded) {
+            concerning.push((event, decoded));
         }
+    }
+    // The rows of rooms whose history does not start here, read (and locked) all at once.
+    let mut seen = std::collections::HashSet::new();
+    let existing: Vec<&str> = concerning
+        .iter()
+        .filter(|(event, _)| seen.insert(event.aggregate_id) && event.sequence > 1)
+        .map(|(event, _)| event.aggregate_id)
+        .collect();
+    let mut stored = find_for_update(conn, table, &existing).await?;
+    let mut views: HashMap<&str, RoomView> = HashMap::new();
+    for (event, decoded) in concerning {
         let current = match views.remove(event.aggregate_id) {
             Some(view) => Some(view),
-            None if event.sequence == 1 => None,
-            None => find_for_update(conn, table, event.aggregate_id).await?,
+            None => stored.remove(event.aggregate_id),
         };
         let view = RoomView::apply(current, event.sequence, &decoded)
             .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
