@@ -865,13 +865,20 @@ def run_overload(info):
         process.wait(timeout=30)
 
 
-def main_overload_only(info):
+def replace_entry(key, result, info, show):
+    """A BENCH_ONLY run: `result` replaces the `key` entry of OUT, whose other entries (earlier
+    runs) are kept; then it is printed with the machine."""
     results = json.loads(OUT.read_text()) if OUT.exists() else {}
-    results["overload"] = run_overload(info)
+    results[key] = result
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(results, indent=2) + "\n")
     print_machine(info, DURATION)
-    print_overload(results["overload"])
+    show(result)
+    print(f"summary: {OUT} (its `{key}` entry; the other entries are from earlier runs)")
+
+
+def main_overload_only(info):
+    replace_entry("overload", run_overload(info), info, print_overload)
 
 
 def main():
@@ -935,25 +942,13 @@ def main_patch_only(info):
     finally:
         process.terminate()
         process.wait(timeout=30)
-    results = json.loads(OUT.read_text()) if OUT.exists() else {}
-    results["patch"] = patch_results(patch, info)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(results, indent=2) + "\n")
-    print_machine(info, DURATION)
-    print_patch(results["patch"])
-    print(f"summary: {OUT} (its `patch` entry; the other entries are from the last full run)")
+    replace_entry("patch", patch_results(patch, info), info, print_patch)
 
 
 def main_joins_only(info):
     """BENCH_ONLY=joins: the joins alone, on fresh databases. Their result replaces the `joins`
     entry of OUT, whose other entries (earlier runs) are kept."""
-    results = json.loads(OUT.read_text()) if OUT.exists() else {}
-    results["joins"] = joins_results(info)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(results, indent=2) + "\n")
-    print_machine(info, DURATION)
-    print_joins(results["joins"])
-    print(f"summary: {OUT} (its `joins` entry; the other entries are from earlier runs)")
+    replace_entry("joins", joins_results(info), info, print_joins)
 
 
 def print_machine(m, duration):
