@@ -39,19 +39,15 @@ pub async fn load(
     conn: &mut PgConnection,
     room_id: &str,
 ) -> Result<Option<(i64, Room)>, sqlx::Error> {
-    // The row and the events after it in one round trip (usually the row alone).
-    let rows: Vec<StateAndEvent> = sqlx::query_as(&format!(
-        "SELECT s.sequence, s.state, e.sequence, e.payload \
-               FROM (SELECT 1) AS one \
-               LEFT JOIN {TABLE} s ON s.room_id = $2 \
-               LEFT JOIN events e ON e.aggregate_type = $1 AND e.aggregate_id = $2 \
-                                 AND e.sequence > COALESCE(s.sequence, 0) \
-              ORDER BY e.sequence"
-    ))
-    .bind(Room::TYPE)
-    .bind(room_id)
-    .fetch_all(&mut *conn)
-    .await?;
+    // The row and the events after it in one round trip (usually the row alone). The LATERAL
+    // subquery (kept whole by its ORDER BY) makes the row's sequence a bound of the index scan:
+    // as a plain join condition, the generic plan of this prepared statement read all of a
+    // room's events and filtered them (3 ms for a room with 10,000 events, against 0.05 ms).
+    let rows: Vec<StateAndEvent> = sqlx::query_as(&load_statement())
+        .bind(Room::TYPE)
+        .bind(room_id)
+        .fetch_all(&mut *conn)
+        .await?;
     let row = rows
         .first()
         .and_then(|(sequence, state, _, _)| Some(((*sequence)?, state.clone()?)));
@@ -69,6 +65,20 @@ pub async fn load(
         }
     }
     Ok((sequence > 0).then_some((sequence, room)))
+}
+
+/// What `load` runs ($1 the aggregate type, $2 the room id); public for the test of its plan.
+pub fn load_statement() -> String {
+    format!(
+        "SELECT s.sequence, s.state, e.sequence, e.payload \
+               FROM (SELECT 1) AS one \
+               LEFT JOIN {TABLE} s ON s.room_id = $2 \
+               LEFT JOIN LATERAL (SELECT sequence, payload FROM events \
+                                   WHERE aggregate_type = $1 AND aggregate_id = $2 \
+                                     AND sequence > COALESCE(s.sequence, 0) \
+                                   ORDER BY sequence) e ON true \
+              ORDER BY e.sequence"
+    )
 }
 
 /// The state row's sequence and state, and one event after it (all NULL where missing).

@@ -704,6 +704,30 @@ async fn a_room_with_ten_thousand_events_still_decides_from_its_state_row() {
         .await;
     assert_eq!(sequence, 10_005, "the state row moves with each command");
     assert_eq!(joined_list(&app, &room, "host").await.len(), 2);
+
+    // Loading reads the row and the events after it, never the room's whole history: also in
+    // the generic plan PostgreSQL switches a prepared statement to after five executions.
+    let mut conn = app.db.acquire().await.unwrap();
+    sqlx::raw_sql("SET plan_cache_mode = force_generic_plan")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::raw_sql(&format!(
+        "PREPARE load(text, text) AS {}",
+        neuronmeet::read_models::room_states::load_statement()
+    ))
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+    let plan: Vec<String> = sqlx::query_scalar(&format!(
+        "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) EXECUTE load('Room', '{}')",
+        id(&room)
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    let plan = plan.join("\n");
+    assert!(!plan.contains("Rows Removed"), "{plan}");
 }
 
 /// A state row that lags the log (lost, or written by an older version) never blocks its room:
