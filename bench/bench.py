@@ -104,11 +104,12 @@ def machine():
     return info
 
 
-def start_service(url, secret=None):
-    """A `neuronmeet serve` on a free port; `secret`: its JWT_SECRET (default: a random one)."""
+def start_service(url, secret=None, **settings):
+    """A `neuronmeet serve` on a free port; `secret`: its JWT_SECRET (default: a random one);
+    `settings`: more environment (ROOM_TURNS="false", say)."""
     port = free_port()
     env = dict(os.environ, DATABASE_URL=url, NATS_URL=NATS_URL, PORT=str(port),
-               JWT_SECRET=secret or secrets.token_hex(32), RUST_LOG="warn", LOG_FORMAT="json")
+               JWT_SECRET=secret or secrets.token_hex(32), RUST_LOG="warn", LOG_FORMAT="json", **settings)
     process = subprocess.Popen([BIN, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     for _ in range(200):
@@ -743,6 +744,18 @@ def joins_results(info):
         for process, _, _ in services:
             process.terminate()
             process.wait(timeout=30)
+
+    # The same storm with blind retries: no turns per room, so concurrent joins conflict,
+    # are decided again after a jittered pause, and conflict again.
+    url = database("bench_storm_blind")
+    services = [start_service(url, secret, ROOM_TURNS="false") for _ in range(2)]
+    try:
+        result["storm_blind"] = storm([s[1] for s in services], services[0][2], secret, url)
+    finally:
+        for process, _, _ in services:
+            process.terminate()
+            process.wait(timeout=30)
+    result["storm_speedup"] = round(result["storm_blind"]["settle_ms"] / result["storm"]["settle_ms"], 2)
     return result
 
 
@@ -985,7 +998,7 @@ def print_patch(r):
 
 
 def print_joins(r):
-    h, p, s, l = r["http"], r["pgbench"], r["storm"], r["long_room"]
+    h, p, l = r["http"], r["pgbench"], r["long_room"]
     load = lambda x: f"load average {' '.join(map(str, x['load_before']))} before, {' '.join(map(str, x['load_after']))} after"
     print(f"\nJoins (POST /rooms/code/{{code}}/join, a different user each), random rooms among {r['rooms']} "
           f"of maxParticipants 100, started {r['started']}, built from {r['commit']}:\n")
@@ -1006,19 +1019,24 @@ def print_joins(r):
     print(f"CPU in cores of {r['machine']['cores']}, from 1 s after the start to 1 s before the end: "
           f"joins run: {cores(h['cpu_cores'])}; pgbench: {cores(p['cpu_cores'])}")
     codes = lambda counts: ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
-    print(f"\nStorm: {s['users']} users join one room of maxParticipants {s['max_participants']} from "
-          f"{s['connections']} connections across {s['instances']} instances:")
-    print(f"settled in {s['settle_ms']} ms (first request sent to last answer); answers p50 {s['p50_ms']} ms, "
-          f"p99 {s['p99_ms']} ms, max {s['max_ms']} ms; answered {s['answered']} of {s['users']}")
-    print(f"statuses: {codes(s['statuses'])}; by instance: "
-          + "; ".join(f"#{i + 1} {codes(c)}" for i, c in enumerate(s["statuses_by_instance"])))
-    print("answers by instance: " + "; ".join(f"#{i + 1} p50 {t['p50']} ms, p99 {t['p99']} ms, max {t['max']} ms"
-                                              for i, t in enumerate(s["latency_by_instance_ms"])))
-    print("refusals: " + "; ".join(f"{n} × {d}" for d, n in sorted(s["refusals"].items())))
-    print(f"participants listed: {s['participants_listed']}; ParticipantJoined events: {s['joined_events']}; "
-          f"published by the relay meanwhile: {s['relay_published']}")
-    print(f"conflict retries by instance: {s['conflict_retries_by_instance']}; commands that gave up on "
-          f"conflicts: {s['gave_up_by_instance']}; {load(s)}")
+    for title, s in (("Storm", r["storm"]), ("Storm with blind retries (ROOM_TURNS=false)", r.get("storm_blind"))):
+        if s is None:
+            continue
+        print(f"\n{title}: {s['users']} users join one room of maxParticipants {s['max_participants']} from "
+              f"{s['connections']} connections across {s['instances']} instances:")
+        print(f"settled in {s['settle_ms']} ms (first request sent to last answer); answers p50 {s['p50_ms']} ms, "
+              f"p99 {s['p99_ms']} ms, max {s['max_ms']} ms; answered {s['answered']} of {s['users']}")
+        print(f"statuses: {codes(s['statuses'])}; by instance: "
+              + "; ".join(f"#{i + 1} {codes(c)}" for i, c in enumerate(s["statuses_by_instance"])))
+        print("answers by instance: " + "; ".join(f"#{i + 1} p50 {t['p50']} ms, p99 {t['p99']} ms, max {t['max']} ms"
+                                                  for i, t in enumerate(s["latency_by_instance_ms"])))
+        print("refusals: " + "; ".join(f"{n} × {d}" for d, n in sorted(s["refusals"].items())))
+        print(f"participants listed: {s['participants_listed']}; ParticipantJoined events: {s['joined_events']}; "
+              f"published by the relay meanwhile: {s['relay_published']}")
+        print(f"conflict retries by instance: {s['conflict_retries_by_instance']}; commands that gave up on "
+              f"conflicts: {s['gave_up_by_instance']}; {load(s)}")
+    if "storm_speedup" in r:
+        print(f"\nturns per room settle the storm {r['storm_speedup']}x faster than blind retries")
     print(f"\nLong room: {l['events_written']} events of join/leave churn (state row at sequence "
           f"{l['sequences_before']['long']}) against a fresh room (state row at sequence "
           f"{l['sequences_before']['fresh']}), {l['joins']} joins and leaves on each, one at a time, after 20 not counted:")

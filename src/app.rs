@@ -21,7 +21,10 @@ pub fn build(
     relay: RelayStatus,
     limits: &Limits,
 ) -> Router {
-    let commands = RoomCommands::new(pool.clone(), codes);
+    let mut commands = RoomCommands::new(pool.clone(), codes);
+    if !limits.room_turns {
+        commands = commands.without_room_turns();
+    }
     let state = AppState {
         pool,
         tokens,

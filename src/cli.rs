@@ -221,6 +221,10 @@ struct ServeArgs {
     /// beyond it, requests are refused at once with a 503 rather than queued.
     #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = 512)]
     max_concurrent_requests: usize,
+    /// Commands on one room take turns in this instance. `false` only to measure what the
+    /// turns save (bench/): concurrent commands on one room then conflict and retry.
+    #[arg(long, env = "ROOM_TURNS", default_value_t = true, action = clap::ArgAction::Set, hide = true)]
+    room_turns: bool,
     /// Mean request latency above which the adaptive concurrency limit comes down.
     #[arg(long, env = "LATENCY_TARGET", default_value = "50ms", value_parser = parse_duration)]
     latency_target: std::time::Duration,
@@ -445,6 +449,7 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         min_concurrent_requests: 4 * args.database.database_max_connections as usize,
         latency_target: args.latency_target,
         cors_origins: args.cors_origins,
+        room_turns: args.room_turns,
     };
     let app = app::build(
         pool.clone(),

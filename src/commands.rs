@@ -57,7 +57,8 @@ pub struct RoomCommands {
     pool: PgPool,
     store: Arc<RoomStore>,
     codes: Arc<dyn CodeGenerator>,
-    queues: Arc<RoomQueues>,
+    /// None: commands on one room do not take turns (only to measure what the turns save).
+    queues: Option<Arc<RoomQueues>>,
 }
 
 impl RoomCommands {
@@ -66,11 +67,18 @@ impl RoomCommands {
             store: Arc::new(EventRepository::new(pool.clone()).into_store()),
             pool,
             codes,
-            queues: Arc::default(),
+            queues: Some(Arc::default()),
         }
     }
 
-    /// Creates a room and returns its id.
+    /// Without turns per room: concurrent commands on one room conflict and are decided again
+    /// (blind retries). For measuring what the turns save, never for serving.
+    pub fn without_room_turns(mut self) -> Self {
+        self.queues = None;
+        self
+    }
+
+    /// Creates a room and returns its view.
     ///
     /// The work runs in its own task, so a client that disconnects (axum then drops this
     /// future) or a timeout can never leave it half done: it completes or fails on its own.
@@ -138,7 +146,10 @@ impl RoomCommands {
         // Commands on one room are decided one after another in this instance: a crowd joining
         // one room would otherwise conflict, reload and conflict again. Across instances the
         // events' primary key still decides, and the loser is decided again.
-        let _turn = self.queues.turn(room_id).await;
+        let _turn = match &self.queues {
+            Some(queues) => Some(queues.turn(room_id).await),
+            None => None,
+        };
         let deadline = tokio::time::Instant::now() + CONFLICT_DEADLINE;
         for attempt in 1u64.. {
             let mut context = self.load(room_id).await?;

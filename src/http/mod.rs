@@ -116,6 +116,8 @@ pub struct Limits {
     pub latency_target: Duration,
     /// Origins allowed by CORS; empty: CORS is off.
     pub cors_origins: Vec<HeaderValue>,
+    /// Commands on one room take turns in this instance (off only to measure what that saves).
+    pub room_turns: bool,
 }
 
 impl Default for Limits {
@@ -126,6 +128,7 @@ impl Default for Limits {
             min_concurrent_requests: 40,
             latency_target: Duration::from_millis(50),
             cors_origins: Vec::new(),
+            room_turns: true,
         }
     }
 }
