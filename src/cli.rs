@@ -108,8 +108,8 @@ impl JwtArgs {
     fn tokens(&self) -> Tokens {
         Tokens::new(
             self.jwt_secret.0.as_bytes(),
-            self.jwt_issuer.clone(),
-            self.jwt_audience.clone(),
+            set(&self.jwt_issuer),
+            set(&self.jwt_audience),
         )
     }
 }
@@ -117,8 +117,7 @@ impl JwtArgs {
 impl ProviderArgs {
     /// `tokens`, also accepting the provider's tokens when one is configured.
     async fn accepted_by(self, tokens: Tokens, jwt: &JwtArgs) -> Result<Tokens, BoxError> {
-        // An empty variable (`JWT_JWKS_URL=` in a compose file) counts as unset.
-        let url = self.jwt_jwks_url.filter(|url| !url.is_empty());
+        let url = set(&self.jwt_jwks_url);
         let file = self
             .jwt_jwks_file
             .filter(|path| !path.as_os_str().is_empty());
@@ -128,7 +127,7 @@ impl ProviderArgs {
             (None, None) => return Ok(tokens),
         };
         // A provider signs tokens for many applications: only those meant for this one count.
-        if jwt.jwt_issuer.is_none() || jwt.jwt_audience.is_none() {
+        if set(&jwt.jwt_issuer).is_none() || set(&jwt.jwt_audience).is_none() {
             return Err("JWT_JWKS_URL and JWT_JWKS_FILE need JWT_ISSUER and JWT_AUDIENCE (the provider's issuer and this API's audience)".into());
         }
         let options = JwksOptions {
@@ -252,6 +251,11 @@ struct TokenArgs {
     /// How long the token is valid: 90s, 15m, 1h, 7d.
     #[arg(long, default_value = "1h", value_parser = parse_duration)]
     ttl: std::time::Duration,
+}
+
+/// A setting's value; an empty one (`JWT_ISSUER=` in a compose file) counts as unset.
+fn set(value: &Option<String>) -> Option<String> {
+    value.clone().filter(|v| !v.is_empty())
 }
 
 /// The JWKS URL: https, or http only to this machine (keys fetched in plain text could be
