@@ -434,6 +434,9 @@ fn print_replay_report(projection: &str, report: replay::Report<'_>) {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), BoxError> {
+    if !args.room_turns {
+        tracing::warn!("ROOM_TURNS=false: commands on one room do not take turns and retry blindly; for measuring only");
+    }
     let tokens = args
         .provider
         .accepted_by(args.jwt.tokens(), &args.jwt)

@@ -1,5 +1,6 @@
 //! The PostgreSQL pool, migrations, and what a database error means to a client.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sqlx::pool::PoolConnection;
@@ -17,30 +18,45 @@ pub fn pool_options(max_connections: u32) -> PgPoolOptions {
         .acquire_timeout(ACQUIRE_TIMEOUT)
 }
 
-/// The last verdict of [`saturated`]'s probe, and when it was reached.
+/// The last verdict of [`saturated`]'s probe, and when it was reached (one per process: the
+/// service has one pool).
 static PROBED: std::sync::Mutex<Option<(std::time::Instant, bool)>> = std::sync::Mutex::new(None);
+/// A probe is under way: others take the last verdict rather than connect too.
+static PROBING: AtomicBool = AtomicBool::new(false);
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// True when waiting for a connection means "busy", not "down": every connection of the pool
-/// is taken, and the database accepts a new connection (tried outside the pool, at most once a
-/// second, within a second). When the database is down, pending attempts to connect also count
-/// as taken connections, so the pool's numbers alone cannot tell.
+/// is taken, and the database accepts a new connection (tried outside the pool, by one caller
+/// at a time, at most once a second, within a second). When the database is down, pending
+/// attempts to connect also count as taken connections, so the pool's numbers alone cannot
+/// tell.
 pub async fn saturated(pool: &PgPool) -> bool {
     let full = pool.size() >= pool.options().get_max_connections() && pool.num_idle() == 0;
     if !full {
         return false;
     }
-    let cached = *PROBED.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((at, reachable)) = cached {
-        if at.elapsed() < PROBE_EVERY {
-            return reachable;
+    let last = *PROBED.lock().unwrap_or_else(|e| e.into_inner());
+    let fresh = last.is_some_and(|(at, _)| at.elapsed() < PROBE_EVERY);
+    if fresh || PROBING.swap(true, Ordering::AcqRel) {
+        return last.is_some_and(|(_, reachable)| reachable);
+    }
+    // Cleared however this ends, a caller that gives up included.
+    struct Probing;
+    impl Drop for Probing {
+        fn drop(&mut self) {
+            PROBING.store(false, Ordering::Release);
         }
     }
+    let _probing = Probing;
     let options = pool.connect_options();
-    let reachable = matches!(
-        tokio::time::timeout(PROBE_EVERY, PgConnection::connect_with(&options)).await,
-        Ok(Ok(_))
-    );
+    let reachable =
+        match tokio::time::timeout(PROBE_EVERY, PgConnection::connect_with(&options)).await {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+                true
+            }
+            _ => false,
+        };
     *PROBED.lock().unwrap_or_else(|e| e.into_inner()) =
         Some((std::time::Instant::now(), reachable));
     reachable

@@ -74,6 +74,27 @@ impl Write for Writer {
         let tx = Tx::begin(&self.0).await.map_err(persistence_error)?;
         write(tx, &events, None).await.map_err(persistence_error)
     }
+
+    /// A constraint (a code taken, a conflict: class 23), a deadlock or a serialization failure
+    /// (class 40) may concern one command of the batch only.
+    fn worth_splitting(&self, error: &PersistenceError) -> bool {
+        match error {
+            PersistenceError::OptimisticLockError => true,
+            PersistenceError::UnknownError(error) => match error.downcast_ref::<sqlx::Error>() {
+                Some(sqlx::Error::Database(db)) => db
+                    .code()
+                    .is_some_and(|code| code.starts_with("23") || code.starts_with("40")),
+                Some(_) => false,
+                // What a constraint meant to the command (CodeTaken, KeyUsed, ...).
+                None => true,
+            },
+            _ => false,
+        }
+    }
+
+    fn waited_too_long(&self) -> PersistenceError {
+        PersistenceError::ConnectionError(Box::new(sqlx::Error::PoolTimedOut))
+    }
 }
 
 /// The events, the inline projections of them and the idempotency record, in `tx`, committed.

@@ -3,22 +3,29 @@
 //! way EventStoreDB's writer flushes whatever queued during its previous flush. Nothing waits
 //! for a timer: a command arriving at an idle writer is written at once, alone.
 //!
-//! Each command keeps its own outcome. A batch that a constraint refuses (a room code taken,
-//! another instance appending to a room first) rolls back whole, and its commands are then
-//! written one by one, so that only the command the constraint concerns fails. A batch cut by
-//! the database going away is answered with that error for every command in it: none of them
-//! is retried behind the caller's back (its COMMIT may or may not have happened, as for a
-//! single command).
+//! Each command keeps its own outcome. A batch refused for something that may concern one of
+//! its commands only (a unique or other integrity constraint: a room code taken, another
+//! instance appending to a room first; or a deadlock or serialization failure) rolls back
+//! whole, and its commands are then written one by one, so that only the command concerned
+//! fails. Any other error (the database going away, a timeout) is every command's answer:
+//! none is retried behind its caller's back (its COMMIT may or may not have happened, as for a
+//! single command). A command that waited longer than a connection may be waited for is
+//! answered as a pool timeout would be, unwritten, so that a stall cannot pile up work that
+//! clients have long given up on.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use cqrs_es::persist::{PersistenceError, SerializedEvent};
+use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 /// Writers, each with its own transaction in flight: while one commits, the next batch fills.
 const WRITERS: usize = 2;
 /// The most commands in one transaction (a few hundred events, well under a statement's limits).
 const MAX_BATCH: usize = 128;
+/// The longest a command waits for a writer (as long as for a pooled connection).
+const MAX_WAIT: Duration = Duration::from_secs(3);
 
 /// Writes a batch of commands' events (and their read models) in one transaction.
 pub trait Write: Send + Sync + 'static {
@@ -26,10 +33,18 @@ pub trait Write: Send + Sync + 'static {
         &self,
         events: Vec<SerializedEvent>,
     ) -> impl std::future::Future<Output = Result<(), PersistenceError>> + Send;
+
+    /// Whether a batch refused with `error` is written again command by command (the error
+    /// may concern one of them only), or the error is every command's answer.
+    fn worth_splitting(&self, error: &PersistenceError) -> bool;
+
+    /// The answer to a command that waited longer than [`MAX_WAIT`] for a writer.
+    fn waited_too_long(&self) -> PersistenceError;
 }
 
 struct Pending {
     events: Vec<SerializedEvent>,
+    queued: Instant,
     done: oneshot::Sender<Result<(), PersistenceError>>,
 }
 
@@ -52,10 +67,17 @@ impl GroupCommit {
     /// Writes one command's events, with whichever commands queue up beside them.
     pub async fn write(&self, events: Vec<SerializedEvent>) -> Result<(), PersistenceError> {
         let (done, outcome) = oneshot::channel();
-        self.queue
-            .send(Pending { events, done })
-            .map_err(|_| stopped())?;
         metrics::gauge!("event_store_waiting_commands").increment(1.0);
+        let queued = Instant::now();
+        if let Err(unsent) = self.queue.send(Pending {
+            events,
+            queued,
+            done,
+        }) {
+            drop(unsent);
+            metrics::gauge!("event_store_waiting_commands").decrement(1.0);
+            return Err(stopped());
+        }
         outcome.await.map_err(|_| stopped())?
     }
 }
@@ -81,47 +103,78 @@ async fn run<W: Write>(writer: Arc<W>, arrivals: Arc<Mutex<mpsc::UnboundedReceiv
             metrics::gauge!("event_store_waiting_commands").decrement(batch.len() as f64);
             batch
         };
-        write_batch(writer.as_ref(), batch).await;
+        // A bug that panics fails its batch (its commands are told the writers stopped), never
+        // the writer: the next batch is written as usual.
+        let written = std::panic::AssertUnwindSafe(write_batch(writer.as_ref(), batch))
+            .catch_unwind()
+            .await;
+        if written.is_err() {
+            metrics::counter!("event_store_batches_panicked_total").increment(1);
+            tracing::error!("writing a batch of commands panicked; its commands failed");
+        }
     }
 }
 
-async fn write_batch<W: Write>(writer: &W, mut batch: Vec<Pending>) {
+async fn write_batch<W: Write>(writer: &W, batch: Vec<Pending>) {
+    let (stale, mut batch): (Vec<_>, Vec<_>) = batch
+        .into_iter()
+        .partition(|pending| pending.queued.elapsed() > MAX_WAIT);
+    for pending in stale {
+        let _ = pending.done.send(Err(writer.waited_too_long()));
+    }
+    if batch.is_empty() {
+        return;
+    }
     metrics::histogram!("event_store_batch_commands").record(batch.len() as f64);
     if batch.len() == 1 {
-        let Pending { events, done } = batch.pop().expect("one command");
+        let Pending { events, done, .. } = batch.pop().expect("one command");
         let _ = done.send(writer.write(events).await);
         return;
     }
-    let events = batch
-        .iter()
-        .flat_map(|p| p.events.iter().cloned())
-        .collect();
+    // Rooms in one order in every batch: two batches inserting events of the same rooms take
+    // the index's locks in the same order, and cannot deadlock on them. (Each room's events
+    // stay in sequence order; the relay publishes in commit and position order.)
+    let mut events: Vec<SerializedEvent> = batch.iter().flat_map(|p| p.events.clone()).collect();
+    events.sort_by(|a, b| {
+        (&a.aggregate_type, &a.aggregate_id, a.sequence).cmp(&(
+            &b.aggregate_type,
+            &b.aggregate_id,
+            b.sequence,
+        ))
+    });
     match writer.write(events).await {
         Ok(()) => {
             for pending in batch {
                 let _ = pending.done.send(Ok(()));
             }
         }
-        Err(PersistenceError::ConnectionError(error)) => {
-            let error: Arc<dyn std::error::Error + Send + Sync> = Arc::from(error);
-            for pending in batch {
-                let shared = SharedError(Arc::clone(&error));
-                let _ = pending
-                    .done
-                    .send(Err(PersistenceError::ConnectionError(Box::new(shared))));
-            }
-        }
-        Err(_) => {
+        Err(error) if writer.worth_splitting(&error) => {
             // Rolled back whole: each command alone now gets the outcome that is its own.
             metrics::counter!("event_store_batches_split_total").increment(1);
-            for Pending { events, done } in batch {
+            for Pending { events, done, .. } in batch {
                 let _ = done.send(writer.write(events).await);
+            }
+        }
+        Err(error) => {
+            let connection = matches!(error, PersistenceError::ConnectionError(_));
+            let error: Arc<dyn std::error::Error + Send + Sync> = match error {
+                PersistenceError::ConnectionError(e) | PersistenceError::UnknownError(e) => {
+                    Arc::from(e)
+                }
+                other => Arc::new(other),
+            };
+            for pending in batch {
+                let shared = Box::new(SharedError(Arc::clone(&error)));
+                let _ = pending.done.send(Err(match connection {
+                    true => PersistenceError::ConnectionError(shared),
+                    false => PersistenceError::UnknownError(shared),
+                }));
             }
         }
     }
 }
 
-/// One connection error, told to every command of the batch it cut.
+/// One error, told to every command of the batch it failed.
 #[derive(Debug)]
 struct SharedError(Arc<dyn std::error::Error + Send + Sync>);
 

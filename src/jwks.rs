@@ -3,9 +3,9 @@
 //!
 //! Keys are cached. An unknown `kid` (the provider rotated its keys) fetches the set again, but
 //! at most once per `min_refresh_interval`, so tokens with made-up ids cannot make the service
-//! hammer the provider. The set is also fetched again (in the background: a cached key never
-//! waits for the provider) once it is `max_age` old, so a key the provider withdrew stops
-//! working soon after. While the provider cannot be reached, the keys fetched last stay in use,
+//! hammer the provider. A request whose key comes from a set older than `max_age` has the set
+//! fetched again in the background (it is not held up itself), so a key the provider withdrew
+//! stops working once such a fetch succeeds. While the provider cannot be reached, the keys fetched last stay in use,
 //! for up to a day; a token whose key was never fetched then gets a 503.
 
 use std::collections::HashMap;
@@ -130,8 +130,13 @@ impl Jwks {
             }
             return key.checking(alg);
         }
-        match tokio::time::timeout(UNKNOWN_KID_WAIT, self.fetch_for(kid)).await {
-            Ok(found) => found?.checking(alg),
+        // In a task of its own: a fetch this request gives up waiting for still completes and
+        // fills the cache for the next one.
+        let (this, wanted) = (Arc::clone(self), kid.to_owned());
+        let fetch = tokio::spawn(async move { this.fetch_for(&wanted).await });
+        match tokio::time::timeout(UNKNOWN_KID_WAIT, fetch).await {
+            Ok(Ok(found)) => found?.checking(alg),
+            Ok(Err(join)) => Err(KeyError::Unavailable(join.to_string())),
             Err(_) => Err(KeyError::Unavailable(format!(
                 "no answer from the identity provider within {UNKNOWN_KID_WAIT:?}"
             ))),
@@ -175,16 +180,21 @@ impl Jwks {
         self.cache.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Fetches the set; on success it replaces the cached keys, on failure they stay.
+    /// Fetches the set; on success it replaces the cached keys, on failure they stay. The
+    /// attempt counts from its start: a slow provider is not asked again meanwhile.
     async fn refresh(&self) -> Result<usize, String> {
+        let started = Instant::now();
+        self.cache
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .attempted_at = Some(started);
         let fetched = self.fetch().await.and_then(|bytes| usable_keys(&bytes));
         let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
-        cache.attempted_at = Some(Instant::now());
         match fetched {
             Ok(keys) => {
                 let count = keys.len();
                 cache.keys = keys;
-                cache.fetched_at = cache.attempted_at;
+                cache.fetched_at = Some(started);
                 cache.last_error = None;
                 Ok(count)
             }

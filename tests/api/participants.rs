@@ -727,7 +727,12 @@ async fn a_room_with_ten_thousand_events_still_decides_from_its_state_row() {
     .await
     .unwrap();
     let plan = plan.join("\n");
-    assert!(!plan.contains("Rows Removed"), "{plan}");
+    // The bound on the events' sequence is an index condition, not a filter after the join.
+    assert!(!plan.contains("Join Filter"), "{plan}");
+    sqlx::raw_sql("DEALLOCATE load; RESET plan_cache_mode")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
 }
 
 /// A state row that lags the log (lost, or written by an older version) never blocks its room:
