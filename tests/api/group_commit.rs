@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use sqlx::pool::PoolConnection;
 use sqlx::Postgres;
 
-use crate::common::{eventually, Options, Proxy, TestApp};
+use crate::common::{envelope_sequence, eventually, NatsServer, Options, Proxy, TestApp};
 
 /// The code this generator's first and fifth draws give. The test's draws: room X (the
 /// first), room Y, the two creates that block the writers, then the queued creates: the first
@@ -331,4 +331,102 @@ async fn a_batch_cut_by_the_database_going_away_leaves_no_trace_and_says_so() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(recovered, "the service did not recover by itself");
+}
+
+/// A batch of commands on several rooms: each room's events reach NATS in order, and replaying
+/// the log rebuilds the rows the batch wrote.
+#[tokio::test]
+async fn a_batch_keeps_each_rooms_order_on_nats_and_replay_rebuilds_its_rows() {
+    let nats = NatsServer::start().await;
+    let app = Arc::new(
+        TestApp::spawn_with(Options {
+            relay: Some(nats.relay_config()),
+            ..Options::default()
+        })
+        .await,
+    );
+    let mut rooms = Vec::new();
+    for _ in 0..4 {
+        let response = app
+            .call(Method::POST, "/rooms", "host", Some(json!({})))
+            .await;
+        rooms.push(
+            response.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let lock = hold_inserts(&app).await;
+    let blockers = block_both_writers(&app).await;
+    let patches: Vec<_> = rooms
+        .iter()
+        .map(|room| {
+            let (app, path) = (Arc::clone(&app), format!("/rooms/{room}/settings"));
+            tokio::spawn(async move {
+                let body = json!({"isLocked": true, "allowChat": false});
+                app.call(Method::PATCH, &path, "host", Some(body))
+                    .await
+                    .status()
+                    .as_u16()
+            })
+        })
+        .collect();
+    let creates: Vec<_> = (0..4)
+        .map(|_| {
+            let app = Arc::clone(&app);
+            tokio::spawn(async move { app.create_room(json!({})).await.status().as_u16() })
+        })
+        .collect();
+    wait_until_queued(&app, 8.0).await;
+    release(lock).await;
+    for blocker in blockers.into_iter().chain(creates) {
+        assert_eq!(blocker.await.unwrap(), 201);
+    }
+    for patch in patches {
+        assert_eq!(patch.await.unwrap(), 200);
+    }
+    // The four rooms' changes went in one transaction.
+    let transactions = app
+        .count(&format!(
+            "SELECT count(DISTINCT transaction_id::text) FROM events WHERE event_type = 'RoomLocked' \
+             AND aggregate_id IN ('{}')",
+            rooms.join("', '")
+        ))
+        .await;
+    assert_eq!(transactions, 1);
+
+    let logged = app.count("SELECT count(*) FROM events").await as usize;
+    let messages = nats.wait_for(logged).await;
+    assert_eq!(messages.len(), logged);
+    let mut next: std::collections::HashMap<String, i64> = Default::default();
+    for message in &messages {
+        let envelope: Value = serde_json::from_slice(&message.payload).unwrap();
+        let room = envelope["subject"].as_str().unwrap().to_owned();
+        let expected = next.entry(room.clone()).or_insert(1);
+        assert_eq!(
+            envelope_sequence(&envelope),
+            *expected,
+            "{room} out of order"
+        );
+        *expected += 1;
+    }
+
+    let rows = || async {
+        sqlx::query_scalar::<_, Value>(
+            "SELECT json_agg(t ORDER BY t) FROM (SELECT row_to_json(r)::text AS t FROM rooms r \
+             UNION ALL SELECT row_to_json(p)::text FROM participants p \
+             UNION ALL SELECT row_to_json(s)::text FROM room_states s) AS x",
+        )
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+    };
+    let before = rows().await;
+    for projection in neuronmeet::read_models::names() {
+        neuronmeet::replay::run(&app.db, projection, &Default::default(), |_| {})
+            .await
+            .unwrap();
+    }
+    assert_eq!(rows().await, before, "replay rebuilds the same rows");
 }
