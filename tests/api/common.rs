@@ -500,6 +500,22 @@ pub fn envelope_sequence(envelope: &serde_json::Value) -> i64 {
     text.parse().unwrap()
 }
 
+/// Each room's events appear in `messages` as 1, 2, 3, ... (in stream order, interleaved).
+pub fn assert_each_rooms_order(messages: &[async_nats::jetstream::message::StreamMessage]) {
+    let mut next: std::collections::HashMap<String, i64> = Default::default();
+    for message in messages {
+        let envelope: serde_json::Value = serde_json::from_slice(&message.payload).unwrap();
+        let room = envelope["subject"].as_str().unwrap().to_owned();
+        let expected = next.entry(room.clone()).or_insert(1);
+        assert_eq!(
+            envelope_sequence(&envelope),
+            *expected,
+            "{room} out of order"
+        );
+        *expected += 1;
+    }
+}
+
 /// A published envelope's `globalposition`: a decimal string.
 pub fn envelope_position(envelope: &serde_json::Value) -> i64 {
     let text = envelope["globalposition"]

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use sqlx::pool::PoolConnection;
 use sqlx::Postgres;
 
-use crate::common::{envelope_sequence, eventually, NatsServer, Options, Proxy, TestApp};
+use crate::common::{eventually, NatsServer, Options, Proxy, TestApp};
 
 /// The code this generator's first and fifth draws give. The test's draws: room X (the
 /// first), room Y, the two creates that block the writers, then the queued creates: the first
@@ -399,18 +399,7 @@ async fn a_batch_keeps_each_rooms_order_on_nats_and_replay_rebuilds_its_rows() {
     let logged = app.count("SELECT count(*) FROM events").await as usize;
     let messages = nats.wait_for(logged).await;
     assert_eq!(messages.len(), logged);
-    let mut next: std::collections::HashMap<String, i64> = Default::default();
-    for message in &messages {
-        let envelope: Value = serde_json::from_slice(&message.payload).unwrap();
-        let room = envelope["subject"].as_str().unwrap().to_owned();
-        let expected = next.entry(room.clone()).or_insert(1);
-        assert_eq!(
-            envelope_sequence(&envelope),
-            *expected,
-            "{room} out of order"
-        );
-        *expected += 1;
-    }
+    crate::common::assert_each_rooms_order(&messages);
 
     let rows = || async {
         sqlx::query_scalar::<_, Value>(

@@ -460,16 +460,5 @@ async fn concurrent_commands_on_rooms_arrive_in_per_room_order() {
     let logged = app.count("SELECT count(*) FROM events").await as usize;
     let messages = nats.wait_for(logged).await;
     assert_eq!(messages.len(), logged);
-    let mut next: HashMap<String, i64> = HashMap::new();
-    for message in &messages {
-        let envelope: Value = serde_json::from_slice(&message.payload).unwrap();
-        let room = envelope["subject"].as_str().unwrap().to_owned();
-        let expected = next.entry(room.clone()).or_insert(1);
-        assert_eq!(
-            envelope_sequence(&envelope),
-            *expected,
-            "{room} out of order"
-        );
-        *expected += 1;
-    }
+    common::assert_each_rooms_order(&messages);
 }
