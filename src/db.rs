@@ -1,6 +1,6 @@
 //! The PostgreSQL pool, migrations, and what a database error means to a client.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::pool::PoolConnection;
@@ -12,10 +12,29 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 /// How long a request waits for a pooled connection before the database counts as down.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// When a pooled connection last came back (milliseconds since the Unix epoch): the pool was
+/// making progress then.
+static LAST_RELEASE_MS: AtomicU64 = AtomicU64::new(0);
+
 pub fn pool_options(max_connections: u32) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(ACQUIRE_TIMEOUT)
+        .after_release(|_, _| {
+            LAST_RELEASE_MS.store(unix_ms(), Ordering::Relaxed);
+            Box::pin(async { Ok(true) })
+        })
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// How long ago a pooled connection last came back.
+pub fn since_last_release() -> Duration {
+    Duration::from_millis(unix_ms().saturating_sub(LAST_RELEASE_MS.load(Ordering::Relaxed)))
 }
 
 /// The last verdict of [`saturated`]'s probe, and when it was reached (one per process: the

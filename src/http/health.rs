@@ -109,12 +109,21 @@ async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) 
 
 /// How long readiness waits for a pooled connection before it tells busy from down.
 const READY_WAIT: Duration = Duration::from_millis(500);
+/// A full pool none of whose connections came back for this long is stuck, not busy.
+const STUCK_AFTER: Duration = Duration::from_secs(10);
 
 async fn database_state(pool: &sqlx::PgPool) -> &'static str {
     let latest = db::MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
     let mut conn = match tokio::time::timeout(READY_WAIT, pool.acquire()).await {
         Ok(Ok(conn)) => conn,
-        Err(_) if db::saturated(pool).await => return "busy",
+        // Busy while connections keep coming back; all held for STUCK_AFTER is a wedged
+        // pool (stuck queries, dead connections), which must not keep the instance in rotation.
+        Err(_) if db::saturated(pool).await => {
+            return match db::since_last_release() < STUCK_AFTER {
+                true => "busy",
+                false => "stuck",
+            }
+        }
         Err(_) => return "unavailable",
         Ok(Err(error)) => {
             tracing::warn!(%error, "readiness: database check failed");
@@ -148,8 +157,8 @@ struct Readiness {
 
 #[derive(Serialize, ToSchema)]
 struct DatabaseState {
-    /// `ok`, `busy` (every pooled connection in use; still ready), `migrations pending` or
-    /// `unavailable`.
+    /// `ok`, `busy` (every pooled connection in use; still ready), `stuck` (in use and none
+    /// came back for 10 s: not ready), `migrations pending` or `unavailable`.
     #[schema(value_type = String)]
     status: &'static str,
 }

@@ -197,12 +197,17 @@ async fn a_request_beyond_the_limit_is_refused_before_its_token_and_body_are_rea
 
 /// Every connection of the pool held (here by a command blocked on a lock) is a busy instance,
 /// not a database outage: the waiting request gets the overload answer, /readyz stays ready,
-/// and the metrics say so.
+/// and the metrics say so; until nothing has come back for 10 s (stuck: not ready).
 #[tokio::test]
 async fn a_pool_that_stays_taken_is_reported_busy_not_as_a_database_outage() {
     let app = Arc::new(
         TestApp::spawn_with(Options {
             max_connections: 1,
+            // The blocked create outlives the default 10 s request timeout here.
+            limits: Limits {
+                request_timeout: std::time::Duration::from_secs(60),
+                ..Limits::default()
+            },
             ..Options::default()
         })
         .await,
@@ -230,11 +235,18 @@ async fn a_pool_that_stays_taken_is_reported_busy_not_as_a_database_outage() {
             .contains("database connection"),
         "{problem}"
     );
+    // Held for 10 s with nothing coming back: stuck, and no longer ready.
+    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
+    let stuck = app.get("/readyz").await;
+    assert_eq!(stuck.status(), 503);
+    let stuck: Value = stuck.json().await.unwrap();
+    assert_eq!(stuck["database"]["status"], "stuck");
     sqlx::raw_sql("COMMIT")
         .execute(&mut *{ lock })
         .await
         .unwrap();
     assert_eq!(holder.await.unwrap(), 201);
+    assert_eq!(app.get("/readyz").await.status(), 200);
     let metrics = app.get("/metrics").await.text().await.unwrap();
     assert!(
         sample(&metrics, r#"http_requests_shed_total{reason="pool_busy"}"#) >= 1.0,
