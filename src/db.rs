@@ -10,7 +10,7 @@ use sqlx::{Connection, Executor, PgConnection, PgPool, Postgres};
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();
 
 /// How long a request waits for a pooled connection before the database counts as down.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// When a pooled connection last came back (milliseconds since the Unix epoch): the pool was
 /// making progress then.

@@ -24,8 +24,8 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 const WRITERS: usize = 2;
 /// The most commands in one transaction (a few hundred events, well under a statement's limits).
 const MAX_BATCH: usize = 128;
-/// The longest a command waits for a writer (as long as for a pooled connection).
-const MAX_WAIT: Duration = Duration::from_secs(3);
+/// The longest a command waits for a writer: as long as for a pooled connection.
+const MAX_WAIT: Duration = crate::db::ACQUIRE_TIMEOUT;
 
 /// Writes a batch of commands' events (and their read models) in one transaction.
 pub trait Write: Send + Sync + 'static {
