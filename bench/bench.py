@@ -859,11 +859,12 @@ def print_overload(o):
           "503 p50 / p99 ms | other answers, unanswered | service p99 of admitted ms | cores: service, postgres, oha |")
     print("|---:|---:|---:|---:|---:|---:|---:|---|---:|---|")
     for r in o["rows"]:
-        others = {k: v for k, v in r["statuses"].items() if k not in (201, 503)}
+        statuses = {int(k): v for k, v in r["statuses"].items()}  # JSON keeps the keys as text
+        others = {k: v for k, v in statuses.items() if k not in (201, 503)}
         cores = r["cpu"]
         print(f"| {r['multiple']}x | {r['offered_per_s']} | {r['goodput_per_s']} | {r['goodput_of_capacity']:.0%} | "
               f"{r['created_p50_ms']} / {r['created_p99_ms']} | "
-              f"{r['statuses'].get(503, 0)} ({r['refused_overload']:.0f} / {r['refused_pool_busy']:.0f}) | "
+              f"{statuses.get(503, 0)} ({r['refused_overload']:.0f} / {r['refused_pool_busy']:.0f}) | "
               f"{r['refused_p50_ms']} / {r['refused_p99_ms']} | {others or 'none'}, {r['unanswered']} | "
               f"{r['service_admitted_p99_ms']} | {cores.get('service')}, {cores.get('postgres')}, {cores.get('oha')} |")
 
@@ -975,14 +976,24 @@ def relay_cells(h):
     return f"{fmt(h['relay_delay_p50_ms'])} | {fmt(h['relay_delay_p99_ms'])}"
 
 
+def print_http_table(unit, runs):
+    """wrk runs as a table: rate in `unit`, latencies, errors, the relay's delay."""
+    print(f"| concurrency | {unit} | p50 ms | p99 ms | max ms | errors | relay delay p50 ms | relay delay p99 ms |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for h in runs:
+        print(f"| {h['connections']} | {h['rps']} | {h['p50_us'] / 1000:.1f} | {h['p99_us'] / 1000:.1f} | "
+              f"{h['max_us'] / 1000:.1f} | {h['errors']} | {relay_cells(h)} |")
+
+
+def cores_text(split):
+    return ", ".join(f"{group} {value:.2f}" for group, value in split.items())
+
+
 def print_patch(r):
     h, p = r["http"], r["pgbench"]
     print(f"\nPATCH /rooms/{{id}}/settings (maxParticipants), random rooms among {r['rooms']}, "
           f"started {r['started']}, built from {r['commit']}:\n")
-    print("| concurrency | requests/s | p50 ms | p99 ms | max ms | errors | relay delay p50 ms | relay delay p99 ms |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    print(f"| {h['connections']} | {h['rps']} | {h['p50_us'] / 1000:.1f} | {h['p99_us'] / 1000:.1f} | "
-          f"{h['max_us'] / 1000:.1f} | {h['errors']} | {relay_cells(h)} |")
+    print_http_table("requests/s", [h])
     statuses = ", ".join(f"{s}: {n}" for s, n in sorted(h["non_200_by_status"].items())) or "none"
     print(f"\n200s: {h['ok']} of {h['requests']} (non-200 by status: {statuses}; socket errors {h['socket_errors']}, "
           f"timeouts {h['timeouts']}); SettingsUpdated events appended: {h['events_appended']} "
@@ -992,9 +1003,8 @@ def print_patch(r):
     print(f"pgbench, the PATCH statements, {p['connections']} connections: {p['tps']} tps "
           f"(latency avg {p['latency_avg_ms']} ms, failed {failed})")
     print(f"PATCH at {h['connections']} / pgbench: {r['ratio_to_pgbench']:.0%}")
-    cores = lambda split: ", ".join(f"{g} {v:.2f}" for g, v in split.items())
     print(f"CPU in cores of {r['machine']['cores']}, from 1 s after the start to 1 s before the end: "
-          f"PATCH run: {cores(h['cpu_cores'])}; pgbench: {cores(p['cpu_cores'])}")
+          f"PATCH run: {cores_text(h['cpu_cores'])}; pgbench: {cores_text(p['cpu_cores'])}")
 
 
 def print_joins(r):
@@ -1002,10 +1012,7 @@ def print_joins(r):
     load = lambda x: f"load average {' '.join(map(str, x['load_before']))} before, {' '.join(map(str, x['load_after']))} after"
     print(f"\nJoins (POST /rooms/code/{{code}}/join, a different user each), random rooms among {r['rooms']} "
           f"of maxParticipants 100, started {r['started']}, built from {r['commit']}:\n")
-    print("| concurrency | requests/s | p50 ms | p99 ms | max ms | errors | relay delay p50 ms | relay delay p99 ms |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    print(f"| {h['connections']} | {h['rps']} | {h['p50_us'] / 1000:.1f} | {h['p99_us'] / 1000:.1f} | "
-          f"{h['max_us'] / 1000:.1f} | {h['errors']} | {relay_cells(h)} |")
+    print_http_table("requests/s", [h])
     statuses = ", ".join(f"{s_}: {n}" for s_, n in sorted(h["non_201_by_status"].items())) or "none"
     print(f"\n201s: {h['ok']} of {h['requests']} (non-201 by status: {statuses}; socket errors {h['socket_errors']}, "
           f"timeouts {h['timeouts']}; token wraps {h['token_wraps']}); ParticipantJoined events appended: "
@@ -1015,9 +1022,8 @@ def print_joins(r):
     print(f"pgbench, the join statements, {p['connections']} connections: {p['tps']} tps "
           f"(latency avg {p['latency_avg_ms']} ms, failed {failed}); {load(p)}")
     print(f"joins at {h['connections']} / pgbench: {r['ratio_to_pgbench']:.0%}")
-    cores = lambda split: ", ".join(f"{g} {v:.2f}" for g, v in split.items())
     print(f"CPU in cores of {r['machine']['cores']}, from 1 s after the start to 1 s before the end: "
-          f"joins run: {cores(h['cpu_cores'])}; pgbench: {cores(p['cpu_cores'])}")
+          f"joins run: {cores_text(h['cpu_cores'])}; pgbench: {cores_text(p['cpu_cores'])}")
     codes = lambda counts: ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
     for title, s in (("Storm", r["storm"]), ("Storm with blind retries (ROOM_TURNS=false)", r.get("storm_blind"))):
         if s is None:
@@ -1048,11 +1054,7 @@ def print_joins(r):
 
 def print_table(r):
     print_machine(r["machine"], r["duration_s"])
-    print("| concurrency | rooms/s | p50 ms | p99 ms | max ms | errors | relay delay p50 ms | relay delay p99 ms |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for h in r["http"]:
-        print(f"| {h['connections']} | {h['rps']} | {h['p50_us'] / 1000:.1f} | {h['p99_us'] / 1000:.1f} | "
-              f"{h['max_us'] / 1000:.1f} | {h['errors']} | {relay_cells(h)} |")
+    print_http_table("rooms/s", r["http"])
     p = r["pgbench"]
     print(f"\npgbench, same transaction shape, 32 connections: {p['tps']} tps (latency avg {p['latency_avg_ms']} ms)")
     if "ratio_to_pgbench_at_32" in r:

@@ -60,7 +60,8 @@ impl EventRepository {
         {
             return Err(PersistenceError::UnknownError(Box::new(KeyBusy)));
         }
-        write(tx, events, Some(&key))
+        let events: Vec<&SerializedEvent> = events.iter().collect();
+        write(tx, &events, Some(&key))
             .await
             .map_err(persistence_error)
     }
@@ -70,9 +71,9 @@ impl EventRepository {
 struct Writer(PgPool);
 
 impl Write for Writer {
-    async fn write(&self, events: Vec<SerializedEvent>) -> Result<(), PersistenceError> {
+    async fn write(&self, events: &[&SerializedEvent]) -> Result<(), PersistenceError> {
         let tx = Tx::begin(&self.0).await.map_err(persistence_error)?;
-        write(tx, &events, None).await.map_err(persistence_error)
+        write(tx, events, None).await.map_err(persistence_error)
     }
 
     /// A constraint (a code taken, a conflict: class 23), a deadlock or a serialization failure
@@ -100,7 +101,7 @@ impl Write for Writer {
 /// The events, the inline projections of them and the idempotency record, in `tx`, committed.
 async fn write(
     mut tx: Tx,
-    events: &[SerializedEvent],
+    events: &[&SerializedEvent],
     key: Option<&idempotency::Idempotency>,
 ) -> Result<(), sqlx::Error> {
     insert_events(tx.conn(), events).await?;
@@ -123,7 +124,7 @@ async fn write(
 /// One statement for all events of the commands, each room's in sequence order.
 async fn insert_events(
     conn: &mut PgConnection,
-    events: &[SerializedEvent],
+    events: &[&SerializedEvent],
 ) -> Result<(), sqlx::Error> {
     let mut types = Vec::with_capacity(events.len());
     let mut ids = Vec::with_capacity(events.len());

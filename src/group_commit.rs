@@ -31,7 +31,7 @@ const MAX_WAIT: Duration = crate::db::ACQUIRE_TIMEOUT;
 pub trait Write: Send + Sync + 'static {
     fn write(
         &self,
-        events: Vec<SerializedEvent>,
+        events: &[&SerializedEvent],
     ) -> impl std::future::Future<Output = Result<(), PersistenceError>> + Send;
 
     /// Whether a batch refused with `error` is written again command by command (the error
@@ -128,13 +128,13 @@ async fn write_batch<W: Write>(writer: &W, batch: Vec<Pending>) {
     metrics::histogram!("event_store_batch_commands").record(batch.len() as f64);
     if batch.len() == 1 {
         let Pending { events, done, .. } = batch.pop().expect("one command");
-        let _ = done.send(writer.write(events).await);
+        let _ = done.send(writer.write(&events.iter().collect::<Vec<_>>()).await);
         return;
     }
     // Rooms in one order in every batch: two batches inserting events of the same rooms take
     // the index's locks in the same order, and cannot deadlock on them. (Each room's events
     // stay in sequence order; the relay publishes in commit and position order.)
-    let mut events: Vec<SerializedEvent> = batch.iter().flat_map(|p| p.events.clone()).collect();
+    let mut events: Vec<&SerializedEvent> = batch.iter().flat_map(|p| &p.events).collect();
     events.sort_by(|a, b| {
         (&a.aggregate_type, &a.aggregate_id, a.sequence).cmp(&(
             &b.aggregate_type,
@@ -142,7 +142,9 @@ async fn write_batch<W: Write>(writer: &W, batch: Vec<Pending>) {
             b.sequence,
         ))
     });
-    match writer.write(events).await {
+    let written = writer.write(&events).await;
+    drop(events);
+    match written {
         Ok(()) => {
             for pending in batch {
                 let _ = pending.done.send(Ok(()));
@@ -152,7 +154,7 @@ async fn write_batch<W: Write>(writer: &W, batch: Vec<Pending>) {
             // Rolled back whole: each command alone now gets the outcome that is its own.
             metrics::counter!("event_store_batches_split_total").increment(1);
             for Pending { events, done, .. } in batch {
-                let _ = done.send(writer.write(events).await);
+                let _ = done.send(writer.write(&events.iter().collect::<Vec<_>>()).await);
             }
         }
         Err(error) => {

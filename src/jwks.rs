@@ -42,15 +42,6 @@ pub struct JwksOptions {
     pub min_refresh_interval: Duration,
 }
 
-impl Default for JwksOptions {
-    fn default() -> Self {
-        Self {
-            max_age: Duration::from_secs(600),
-            min_refresh_interval: Duration::from_secs(30),
-        }
-    }
-}
-
 /// Why no key checks a token.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {

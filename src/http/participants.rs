@@ -63,8 +63,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 404, description = "No room has this code.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The room is full.", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "The room has ended.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Refused at once under overload (`overloaded`, `Retry-After: 1`), or the database is unavailable (`unavailable`, `Retry-After: 5`); retry after Retry-After.", body = Problem,
-            content_type = "application/problem+json", headers(("Retry-After" = String))),
+        crate::http::problem::Unavailable,
     )
 )]
 async fn join_room(
@@ -191,12 +190,10 @@ async fn join_room(
     responses(
         (status = 200, description = "The participants.", body = ParticipantList),
         (status = 400, description = "Invalid query parameter.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token.", body = Problem,
-            content_type = "application/problem+json", headers(("WWW-Authenticate" = String))),
+        crate::http::problem::Unauthenticated,
         (status = 403, description = "Neither the host nor a joined participant of this room.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No room has this id.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Refused at once under overload (`overloaded`, `Retry-After: 1`), or the database is unavailable (`unavailable`, `Retry-After: 5`); retry after Retry-After.", body = Problem,
-            content_type = "application/problem+json", headers(("Retry-After" = String))),
+        crate::http::problem::Unavailable,
     )
 )]
 async fn list_participants(
@@ -249,13 +246,11 @@ async fn list_participants(
     params(("id" = String, Path, description = "Room id"), ("pid" = String, Path, description = "Participant id")),
     responses(
         (status = 200, description = "The participant, now joined.", body = ParticipantBody),
-        (status = 401, description = "Missing or invalid token.", body = Problem,
-            content_type = "application/problem+json", headers(("WWW-Authenticate" = String))),
+        crate::http::problem::Unauthenticated,
         (status = 403, description = "The caller is not the room's host.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such room, or no such participant in it.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The room is full.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Refused at once under overload (`overloaded`, `Retry-After: 1`), or the database is unavailable (`unavailable`, `Retry-After: 5`); retry after Retry-After.", body = Problem,
-            content_type = "application/problem+json", headers(("Retry-After" = String))),
+        crate::http::problem::Unavailable,
     )
 )]
 async fn admit(
@@ -278,13 +273,11 @@ async fn admit(
     params(("id" = String, Path, description = "Room id"), ("pid" = String, Path, description = "Participant id")),
     responses(
         (status = 200, description = "The participant, now denied (and gone from the room).", body = ParticipantBody),
-        (status = 401, description = "Missing or invalid token.", body = Problem,
-            content_type = "application/problem+json", headers(("WWW-Authenticate" = String))),
+        crate::http::problem::Unauthenticated,
         (status = 403, description = "The caller is not the room's host.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such room, or no such participant in it.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The participant is not waiting.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Refused at once under overload (`overloaded`, `Retry-After: 1`), or the database is unavailable (`unavailable`, `Retry-After: 5`); retry after Retry-After.", body = Problem,
-            content_type = "application/problem+json", headers(("Retry-After" = String))),
+        crate::http::problem::Unavailable,
     )
 )]
 async fn deny(
@@ -369,12 +362,10 @@ async fn acting_user(
     params(("id" = String, Path, description = "Room id"), ("pid" = String, Path, description = "Participant id")),
     responses(
         (status = 204, description = "Gone from the room."),
-        (status = 401, description = "Missing or invalid token.", body = Problem,
-            content_type = "application/problem+json", headers(("WWW-Authenticate" = String))),
+        crate::http::problem::Unauthenticated,
         (status = 403, description = "Neither the participant nor the room's host.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such room, or no such participant in it.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Refused at once under overload (`overloaded`, `Retry-After: 1`), or the database is unavailable (`unavailable`, `Retry-After: 5`); retry after Retry-After.", body = Problem,
-            content_type = "application/problem+json", headers(("Retry-After" = String))),
+        crate::http::problem::Unavailable,
     )
 )]
 async fn remove(

@@ -73,6 +73,19 @@ pub struct Problem<'a> {
     errors: Option<&'a [FieldViolation]>,
 }
 
+// The responses many operations share, declared once (documentation only).
+/// Refused at once under overload (`overloaded`, `Retry-After: 1`), or the database is unavailable (`unavailable`, `Retry-After: 5`); retry after Retry-After.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 503, content_type = "application/problem+json", headers(("Retry-After" = String)))]
+#[allow(dead_code)]
+pub struct Unavailable(Problem<'static>);
+
+/// Missing or invalid token.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 401, content_type = "application/problem+json", headers(("WWW-Authenticate" = String)))]
+#[allow(dead_code)]
+pub struct Unauthenticated(Problem<'static>);
+
 /// One failing field of a request.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)] // the schema of aggregates::FieldViolation

@@ -36,10 +36,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     responses(
         (status = 200, description = "A page of the caller's rooms.", body = RoomPage),
         (status = 400, description = "Invalid query parameter, each named in `errors`.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token.", body = Problem,
-            content_type = "application/problem+json", headers(("WWW-Authenticate" = String))),
-        (status = 503, description = "Refused at once under overload (`overloaded`, `Retry-After: 1`), or the database is unavailable (`unavailable`, `Retry-After: 5`); retry after Retry-After.", body = Problem,
-            content_type = "application/problem+json", headers(("Retry-After" = String))),
+        crate::http::problem::Unauthenticated,
+        crate::http::problem::Unavailable,
     )
 )]
 async fn my_rooms(

@@ -18,6 +18,17 @@ pub struct StoredEvent<'a> {
     pub payload: &'a Value,
 }
 
+/// The rooms among `events` whose history does not start there (their first event there is not
+/// their first event): a projection reads (and locks) their rows, all at once.
+pub fn continued_rooms<'a>(events: impl IntoIterator<Item = &'a StoredEvent<'a>>) -> Vec<&'a str> {
+    let mut seen = std::collections::HashSet::new();
+    events
+        .into_iter()
+        .filter(|event| seen.insert(event.aggregate_id) && event.sequence > 1)
+        .map(|event| event.aggregate_id)
+        .collect()
+}
+
 /// A read model kept in one table by applying events to its rows.
 pub trait Projection: Send + Sync {
     /// The live table.

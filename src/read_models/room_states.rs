@@ -139,14 +139,8 @@ async fn project(
         .iter()
         .filter(|event| event.aggregate_type == Room::TYPE)
         .collect();
-    // The rows of rooms whose history does not start here, read (and locked) all at once.
-    let mut seen = std::collections::HashSet::new();
-    let existing: Vec<&str> = rooms
-        .iter()
-        .filter(|event| seen.insert(event.aggregate_id) && event.sequence > 1)
-        .map(|event| event.aggregate_id)
-        .collect();
-    let mut rows = rows_for_update(conn, table, &existing).await?;
+    let mut rows =
+        rows_for_update(conn, table, &super::continued_rooms(rooms.iter().copied())).await?;
     let mut states: HashMap<&str, (i64, Room)> = HashMap::new();
     for event in rooms {
         let decoded = decode(event.payload)?;

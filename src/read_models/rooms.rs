@@ -169,13 +169,7 @@ async fn project(
             concerning.push((event, decoded));
         }
     }
-    // The rows of rooms whose history does not start here, read (and locked) all at once.
-    let mut seen = std::collections::HashSet::new();
-    let existing: Vec<&str> = concerning
-        .iter()
-        .filter(|(event, _)| seen.insert(event.aggregate_id) && event.sequence > 1)
-        .map(|(event, _)| event.aggregate_id)
-        .collect();
+    let existing = super::continued_rooms(concerning.iter().map(|(event, _)| *event));
     let mut stored = find_for_update(conn, table, &existing).await?;
     let mut views: HashMap<&str, RoomView> = HashMap::new();
     for (event, decoded) in concerning {

@@ -78,6 +78,22 @@ async fn block_both_writers(app: &Arc<TestApp>) -> Vec<tokio::task::JoinHandle<u
     blockers
 }
 
+/// PATCH /rooms/{room}/settings as `sub`, in a task of its own; its status.
+fn patch(
+    app: &Arc<TestApp>,
+    room: &str,
+    sub: &'static str,
+    body: Value,
+) -> tokio::task::JoinHandle<u16> {
+    let (app, path) = (Arc::clone(app), format!("/rooms/{room}/settings"));
+    tokio::spawn(async move {
+        app.call(Method::PATCH, &path, sub, Some(body))
+            .await
+            .status()
+            .as_u16()
+    })
+}
+
 async fn wait_until_queued(app: &TestApp, commands: f64) {
     assert!(
         eventually(|| async { queued(app).await >= commands }).await,
@@ -149,40 +165,14 @@ async fn a_collision_a_conflict_and_a_refusal_in_a_batch_fail_none_of_their_neig
             })
         })
         .collect();
-    let patch_by_host = {
-        let app = Arc::clone(&app);
-        let path = format!("/rooms/{x}/settings");
-        tokio::spawn(async move {
-            app.call(
-                Method::PATCH,
-                &path,
-                "host",
-                Some(json!({"muteParticipantsOnJoin": true})),
-            )
-            .await
-            .status()
-            .as_u16()
-        })
-    };
+    let patch_by_host = patch(&app, &x, "host", json!({"muteParticipantsOnJoin": true}));
     wait_until_queued(&app, 7.0).await;
-    let patch_by_guest = {
-        let app = Arc::clone(&app);
-        let path = format!("/rooms/{y}/settings");
-        tokio::spawn(async move {
-            app.call(
-                Method::PATCH,
-                &path,
-                "not-the-host",
-                Some(json!({"allowChat": true})),
-            )
-            .await
-            .status()
-            .as_u16()
-        })
-    };
+    let patch_by_guest = patch(&app, &y, "not-the-host", json!({"allowChat": true}));
     // Another writer appends to room X first (its event 3), inside the lock's transaction.
     sqlx::query(
-        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)          SELECT aggregate_type, $1, 3, event_type, event_version, payload, metadata FROM events          WHERE aggregate_id = $2 AND event_type = 'SettingsUpdated'",
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
+         SELECT aggregate_type, $1, 3, event_type, event_version, payload, metadata FROM events \
+         WHERE aggregate_id = $2 AND event_type = 'SettingsUpdated'",
     )
     .bind(&x)
     .bind(&y)
@@ -362,14 +352,12 @@ async fn a_batch_keeps_each_rooms_order_on_nats_and_replay_rebuilds_its_rows() {
     let patches: Vec<_> = rooms
         .iter()
         .map(|room| {
-            let (app, path) = (Arc::clone(&app), format!("/rooms/{room}/settings"));
-            tokio::spawn(async move {
-                let body = json!({"isLocked": true, "allowChat": false});
-                app.call(Method::PATCH, &path, "host", Some(body))
-                    .await
-                    .status()
-                    .as_u16()
-            })
+            patch(
+                &app,
+                room,
+                "host",
+                json!({"isLocked": true, "allowChat": false}),
+            )
         })
         .collect();
     let creates: Vec<_> = (0..4)

@@ -42,8 +42,7 @@ use crate::idempotency::{self, Idempotency};
         (status = 409, description = "A request with the same Idempotency-Key is still being processed.", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body larger than 16 KiB.", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The Idempotency-Key was used with a different body.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Refused at once under overload (`overloaded`, `Retry-After: 1`), or the database is unavailable (`unavailable`, `Retry-After: 5`); retry after Retry-After.", body = Problem,
-            content_type = "application/problem+json", headers(("Retry-After" = String))),
+        crate::http::problem::Unavailable,
     )
 )]
 pub(super) async fn create_room(

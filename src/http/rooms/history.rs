@@ -33,12 +33,10 @@ use crate::http::{ApiError, AppState};
     responses(
         (status = 200, description = "A page of the room's events.", body = EventPage),
         (status = 400, description = "Invalid query parameter, each named in `errors`.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token.", body = Problem,
-            content_type = "application/problem+json", headers(("WWW-Authenticate" = String))),
+        crate::http::problem::Unauthenticated,
         (status = 403, description = "The caller is not the room's host.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No room has this id.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Refused at once under overload (`overloaded`, `Retry-After: 1`), or the database is unavailable (`unavailable`, `Retry-After: 5`); retry after Retry-After.", body = Problem,
-            content_type = "application/problem+json", headers(("Retry-After" = String))),
+        crate::http::problem::Unavailable,
     )
 )]
 pub(super) async fn room_events(

@@ -22,11 +22,9 @@ use crate::read_models::rooms;
     params(("id" = String, Path, description = "Room id")),
     responses(
         (status = 200, description = "The room.", body = FullRoom),
-        (status = 401, description = "Missing or invalid token.", body = Problem,
-            content_type = "application/problem+json", headers(("WWW-Authenticate" = String))),
+        crate::http::problem::Unauthenticated,
         (status = 404, description = "No room has this id.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Refused at once under overload (`overloaded`, `Retry-After: 1`), or the database is unavailable (`unavailable`, `Retry-After: 5`); retry after Retry-After.", body = Problem,
-            content_type = "application/problem+json", headers(("Retry-After" = String))),
+        crate::http::problem::Unavailable,
     )
 )]
 pub(super) async fn get_room(
@@ -49,8 +47,7 @@ pub(super) async fn get_room(
     responses(
         (status = 200, description = "The room's public view.", body = PublicRoom),
         (status = 404, description = "No room has this code.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Refused at once under overload (`overloaded`, `Retry-After: 1`), or the database is unavailable (`unavailable`, `Retry-After: 5`); retry after Retry-After.", body = Problem,
-            content_type = "application/problem+json", headers(("Retry-After" = String))),
+        crate::http::problem::Unavailable,
     )
 )]
 pub(super) async fn get_room_by_code(

@@ -32,14 +32,12 @@ use crate::http::{request_id, ApiError, AppState};
         (status = 200, description = "The room, as GET /rooms/{id} returns it.", body = FullRoom),
         (status = 400, description = "Invalid body: each failing field is named in `errors`.",
             body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token.", body = Problem,
-            content_type = "application/problem+json", headers(("WWW-Authenticate" = String))),
+        crate::http::problem::Unauthenticated,
         (status = 403, description = "The caller is not the room's host.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No room has this id.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The room has ended, or changed too often concurrently.", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body larger than 16 KiB.", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Refused at once under overload (`overloaded`, `Retry-After: 1`), or the database is unavailable (`unavailable`, `Retry-After: 5`); retry after Retry-After.", body = Problem,
-            content_type = "application/problem+json", headers(("Retry-After" = String))),
+        crate::http::problem::Unavailable,
     )
 )]
 pub(super) async fn update_settings(
