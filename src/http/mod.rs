@@ -3,6 +3,8 @@
 mod admission;
 mod body;
 mod caller;
+mod connections;
+mod deadline;
 mod docs;
 mod fields;
 mod health;
@@ -16,9 +18,7 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
-use axum::error_handling::HandleErrorLayer;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request};
-use axum::BoxError;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
@@ -30,6 +30,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
 pub use caller::{Caller, Credential, MaybeCaller};
+pub use connections::serve;
 pub use problem::{is_pool_timeout, ApiError};
 
 use crate::auth::Tokens;
@@ -103,8 +104,19 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// Protection of the service as a whole.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// A request still running after this gets a 503 (a command it started still completes).
+    /// A request's deadline: a command not yet written by then is not written, and the
+    /// request gets a 503; one being written is answered with its outcome.
     pub request_timeout: Duration,
+    /// A request head not received within this is dropped (also the keep-alive idle time).
+    pub header_read_timeout: Duration,
+    /// A request body not received within this gets a 408, before admission control.
+    pub body_read_timeout: Duration,
+    /// The most connections open at once; beyond, new ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// On shutdown, requests in flight get this long to finish; then connections are closed.
+    pub shutdown_timeout: Duration,
+    /// The longest a write waits for a lock another transaction holds (then 503, not written).
+    pub write_lock_timeout: Duration,
     /// The most requests served at once; admission control (`admission`) adapts the limit
     /// between `min_concurrent_requests` and this. More are refused at once with a 503.
     pub max_concurrent_requests: usize,
@@ -124,22 +136,17 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             request_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(5),
+            body_read_timeout: Duration::from_secs(5),
+            max_connections: 10_000,
+            shutdown_timeout: Duration::from_secs(10),
+            write_lock_timeout: crate::event_store::WRITE_LOCK_TIMEOUT,
             max_concurrent_requests: 512,
             min_concurrent_requests: 40,
             latency_target: Duration::from_millis(50),
             cors_origins: Vec::new(),
             room_turns: true,
         }
-    }
-}
-
-/// What the timeout layer reports.
-async fn timeout_problem(error: BoxError) -> ApiError {
-    if error.is::<tower::timeout::error::Elapsed>() {
-        metrics::counter!("http_requests_shed_total", "reason" => "timeout").increment(1);
-        ApiError::Unavailable("the request timed out".into())
-    } else {
-        ApiError::Internal(error)
     }
 }
 
@@ -190,7 +197,13 @@ pub fn router(mut state: AppState, limits: &Limits) -> Router {
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 // Outside admission control, so that a browser can read a refusal too.
                 .option_layer(cors)
-                // Before tracing, tokens and bodies: refusing must cost next to nothing.
+                // Bodies are read whole before a request takes a place in admission control:
+                // a client that sends its body slowly holds a connection, not a place.
+                .layer(axum::middleware::from_fn_with_state(
+                    limits.body_read_timeout,
+                    body::read_whole,
+                ))
+                // Before tracing, tokens and body parsing: refusing must cost next to nothing.
                 .layer(axum::middleware::from_fn_with_state(
                     (admission, pool),
                     admission::admit,
@@ -205,8 +218,10 @@ pub fn router(mut state: AppState, limits: &Limits) -> Router {
                         )
                     }),
                 )
-                .layer(HandleErrorLayer::new(timeout_problem))
-                .timeout(limits.request_timeout),
+                .layer(axum::middleware::from_fn_with_state(
+                    limits.request_timeout,
+                    deadline::limit,
+                )),
         )
 }
 

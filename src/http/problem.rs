@@ -46,6 +46,12 @@ pub enum ApiError {
     Unprocessable(String),
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// The client did not send its body in time (`BODY_READ_TIMEOUT`).
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(std::time::Duration),
+    /// The request's deadline (`REQUEST_TIMEOUT`) passed before its command was written.
+    #[error("the request did not complete within its deadline; nothing was written")]
+    TimedOut,
     #[error("a dependency is unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("internal error")]
@@ -153,6 +159,16 @@ impl ApiError {
                 "payload-too-large",
                 "Payload too large",
             ),
+            Self::BodyTimeout(_) => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request-timeout",
+                "Request timeout",
+            ),
+            Self::TimedOut => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timed-out",
+                "Request timed out",
+            ),
             Self::Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -171,6 +187,11 @@ impl ApiError {
 /// admission control tells a busy pool (this instance full) from a database outage.
 #[derive(Clone, Copy)]
 pub struct PoolTimedOut;
+
+/// Marks a response that says how long something took without saying how loaded the service
+/// is (a deadline passed, a body came slowly): admission control leaves it out of its samples.
+#[derive(Clone, Copy)]
+pub struct NoLatencySample;
 
 /// True when `error` or one of its causes is the pool's acquire timeout.
 pub fn is_pool_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
@@ -234,6 +255,14 @@ impl IntoResponse for ApiError {
                     response.extensions_mut().insert(PoolTimedOut);
                 }
             }
+            Self::TimedOut => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response.extensions_mut().insert(NoLatencySample);
+            }
+            Self::BodyTimeout(_) => {
+                // The rest of the body may still arrive: it must not be read as a request.
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             _ => {}
         }
         response
@@ -258,6 +287,7 @@ impl utoipa::Modify for ProblemExamples {
                     ApiError::Conflict("the request conflicts with the room's current state".into())
                 }
                 "410" => ApiError::Gone("the room has ended".into()),
+                "408" => ApiError::BodyTimeout(std::time::Duration::from_secs(5)),
                 "413" => ApiError::PayloadTooLarge(crate::http::body::MAX_BODY_BYTES),
                 "422" => ApiError::Unprocessable(
                     "this Idempotency-Key was used with another request body".into(),
@@ -338,6 +368,7 @@ impl From<CommandError> for ApiError {
             CommandError::Conflict | CommandError::KeyUsed | CommandError::KeyBusy => {
                 Self::Conflict(error.to_string())
             }
+            CommandError::Expired(_) => Self::TimedOut,
             CommandError::Unavailable(source) => Self::Unavailable(source),
             CommandError::Failed(source) => Self::Internal(source),
         }

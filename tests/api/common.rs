@@ -171,6 +171,7 @@ impl TestApp {
         tokio::spawn(neuronmeet::app::serve(
             listener,
             app,
+            options.limits,
             std::future::pending(),
         ));
         Self {

@@ -105,7 +105,9 @@ async fn a_slow_transaction_that_commits_last_is_still_published() {
     nats.wait_for(4).await;
 
     // A transaction takes its global position now and commits after later ones.
-    let mut slow = neuronmeet::db::Tx::begin(&app.db).await.unwrap();
+    let mut slow = neuronmeet::db::Tx::begin(&app.db, Duration::from_secs(60))
+        .await
+        .unwrap();
     sqlx::query(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
          VALUES ('Room', 'slow-room', 1, 'RoomCreated', '1.0.0', '{\"RoomCreated\": {\"roomId\": \"slow-room\"}}', '{}')",
