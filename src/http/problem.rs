@@ -80,11 +80,17 @@ pub struct Problem<'a> {
 }
 
 // The responses many operations share, declared once (documentation only).
-/// Refused at once under overload (`overloaded`, `Retry-After: 1`), or the database is unavailable (`unavailable`, `Retry-After: 5`); retry after Retry-After.
+/// Refused at once under overload (`overloaded`, `Retry-After: 1`), the request's deadline passed before anything was written (`timed-out`, `Retry-After: 1`), or the database is unavailable (`unavailable`, `Retry-After: 5`); retry after Retry-After.
 #[derive(utoipa::IntoResponses)]
 #[response(status = 503, content_type = "application/problem+json", headers(("Retry-After" = String)))]
 #[allow(dead_code)]
 pub struct Unavailable(Problem<'static>);
+
+/// The request body did not arrive within BODY_READ_TIMEOUT (the connection is closed).
+#[derive(utoipa::IntoResponses)]
+#[response(status = 408, content_type = "application/problem+json")]
+#[allow(dead_code)]
+pub struct SlowBody(Problem<'static>);
 
 /// Missing or invalid token.
 #[derive(utoipa::IntoResponses)]

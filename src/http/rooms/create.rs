@@ -42,6 +42,7 @@ use crate::idempotency::{self, Idempotency};
         (status = 409, description = "A request with the same Idempotency-Key is still being processed.", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body larger than 16 KiB.", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The Idempotency-Key was used with a different body.", body = Problem, content_type = "application/problem+json"),
+        crate::http::problem::SlowBody,
         crate::http::problem::Unavailable,
     )
 )]
