@@ -20,6 +20,14 @@ pub fn pool_options(max_connections: u32) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(ACQUIRE_TIMEOUT)
+        // Each is a server process forked: a count that climbs with the traffic means
+        // connections are being thrown away instead of reused.
+        .after_connect(|_, _| {
+            Box::pin(async {
+                metrics::counter!("db_connections_opened_total").increment(1);
+                Ok(())
+            })
+        })
         .after_release(|_, _| {
             LAST_RELEASE_MS.store(unix_ms(), Ordering::Relaxed);
             Box::pin(async { Ok(true) })

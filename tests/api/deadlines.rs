@@ -239,3 +239,49 @@ async fn an_error_of_one_command_in_a_batch_fails_only_that_command() {
     );
     assert_eq!(statuses[1], 500);
 }
+
+/// Draws a code taken by the first room every other time: each create after the first rolls
+/// back once (a code collision), then succeeds with a fresh code.
+#[derive(Default)]
+struct EveryOtherDrawCollides(std::sync::atomic::AtomicUsize);
+
+impl neuronmeet::codes::CodeGenerator for EveryOtherDrawCollides {
+    fn draw(&self) -> aggregates::RoomCode {
+        match self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % 2 {
+            0 => aggregates::RoomCode::parse("abc-def-ghi").unwrap(),
+            _ => neuronmeet::codes::SecureCodes.draw(),
+        }
+    }
+}
+
+/// Connections the service's pool has opened (nextest runs each test in a process of its own).
+async fn opened(app: &TestApp) -> f64 {
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("db_connections_opened_total "))
+        .map_or(0.0, |value| value.trim().parse().unwrap())
+}
+
+/// A write that rolls back (here a code collision) returns its connection to the pool (before:
+/// the connection was closed, and a new server process forked for the next write).
+#[tokio::test]
+async fn a_rolled_back_write_returns_its_connection_to_the_pool() {
+    let app = TestApp::spawn_with(Options {
+        codes: Arc::new(EveryOtherDrawCollides::default()),
+        ..Options::default()
+    })
+    .await;
+    assert_eq!(app.create_room(json!({})).await.status(), 201);
+    let before = opened(&app).await;
+    for _ in 0..10 {
+        assert_eq!(app.create_room(json!({})).await.status(), 201);
+    }
+    assert_eq!(app.count("SELECT count(*) FROM rooms").await, 11);
+    let after = opened(&app).await;
+    assert!(
+        after - before <= 1.0,
+        "10 rolled-back writes opened {} connections",
+        after - before
+    );
+}
