@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use sqlx::pool::PoolConnection;
 use sqlx::Postgres;
 
-use crate::common::{eventually, Options, TestApp};
+use crate::common::{eventually, Options, Proxy, TestApp};
 
 async fn room(app: &TestApp) -> String {
     let room: Value = app.create_room(json!({})).await.json().await.unwrap();
@@ -110,6 +110,51 @@ async fn a_request_answered_503_at_its_deadline_is_never_written() {
             .await,
         0,
         "the join answered 503 was written"
+    );
+}
+
+/// A join whose write the database stops answering in the middle of (its statements sent, no
+/// COMMIT yet) is answered 503 once the write is given up, and it is not in the room once the
+/// database answers again (before: 503 at the deadline, and the write committed later).
+#[tokio::test]
+async fn a_join_answered_503_under_a_stalled_database_is_never_listed() {
+    let proxy = Arc::new(Proxy::default());
+    let app = Arc::new(
+        TestApp::spawn_with(Options {
+            proxy: Some(Arc::clone(&proxy)),
+            limits: Limits {
+                request_timeout: Duration::from_secs(1),
+                write_lock_timeout: Duration::from_secs(2),
+                ..Limits::default()
+            },
+            ..Options::default()
+        })
+        .await,
+    );
+    let room: Value = app.create_room(json!({})).await.json().await.unwrap();
+    let code = room["code"].as_str().unwrap();
+    // The join's write waits on this lock (the test's own connection, not through the proxy);
+    // the database then stops answering the service, and the lock goes.
+    let held = hold(&app, "LOCK TABLE events IN EXCLUSIVE MODE").await;
+    let join = send(
+        &app,
+        Method::POST,
+        format!("/rooms/code/{code}/join"),
+        None,
+        json!({"displayName": "Grace"}),
+    );
+    assert!(eventually(|| async { app.waiting_on_locks().await >= 1 }).await);
+    proxy.stall();
+    release(held).await;
+    let (status, problem) = join.await.unwrap();
+    assert_eq!(status, 503, "{problem}");
+    proxy.resume();
+    // The service's next write goes through: had the join been written, it would be by now.
+    assert_eq!(app.create_room(json!({})).await.status(), 201);
+    assert_eq!(
+        app.count("SELECT count(*) FROM participants").await,
+        0,
+        "the join answered 503 is in the room"
     );
 }
 
