@@ -153,6 +153,18 @@ pub fn is_unavailable(error: &sqlx::Error) -> bool {
     }
 }
 
+/// True when `error` or one of its causes is the pool's acquire timeout.
+pub fn is_pool_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if matches!(error.downcast_ref(), Some(sqlx::Error::PoolTimedOut)) {
+            return true;
+        }
+        next = error.source();
+    }
+    false
+}
+
 /// Name of the constraint a unique violation broke, if the error is one.
 pub fn violated_unique_constraint(error: &sqlx::Error) -> Option<&str> {
     match error {

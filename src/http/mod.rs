@@ -30,7 +30,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
 pub use caller::{Caller, Credential, MaybeCaller};
-pub use problem::{is_pool_timeout, ApiError};
+pub use problem::ApiError;
 
 use crate::auth::Tokens;
 use crate::commands::RoomCommands;
