@@ -227,7 +227,8 @@ struct ServeArgs {
     /// Mean request latency above which the adaptive concurrency limit comes down.
     #[arg(long, env = "LATENCY_TARGET", default_value = "50ms", value_parser = parse_duration)]
     latency_target: std::time::Duration,
-    /// Comma-separated origins allowed by CORS (e.g. https://app.example.com). Unset: CORS off.
+    /// Comma-separated origins allowed by CORS (e.g. https://app.example.com), or `*` for any
+    /// origin. Unset: CORS off.
     #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',')]
     cors_origins: Vec<axum::http::HeaderValue>,
 }

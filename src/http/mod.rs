@@ -114,7 +114,7 @@ pub struct Limits {
     pub min_concurrent_requests: usize,
     /// Mean latency above which the adaptive limit comes down.
     pub latency_target: Duration,
-    /// Origins allowed by CORS; empty: CORS is off.
+    /// Origins allowed by CORS; empty: CORS is off; one of them `*`: any origin.
     pub cors_origins: Vec<HeaderValue>,
     /// Commands on one room take turns in this instance (off only to measure what that saves).
     pub room_turns: bool,
@@ -161,8 +161,15 @@ pub fn router(mut state: AppState, limits: &Limits) -> Router {
     }));
     let pool = state.pool.clone();
     let cors = (!limits.cors_origins.is_empty()).then(|| {
+        // No credentials are ever allowed (the API takes bearer tokens, not cookies), so `*` is
+        // valid CORS; tower-http's list would panic on it.
+        let origins = if limits.cors_origins.iter().any(|origin| origin == "*") {
+            AllowOrigin::any()
+        } else {
+            AllowOrigin::list(limits.cors_origins.clone())
+        };
         CorsLayer::new()
-            .allow_origin(AllowOrigin::list(limits.cors_origins.clone()))
+            .allow_origin(origins)
             .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
             .allow_headers([
                 header::AUTHORIZATION,

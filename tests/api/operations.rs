@@ -394,3 +394,34 @@ async fn cors_is_off_unless_origins_are_configured() {
         .unwrap();
     assert!(other.headers().get("access-control-allow-origin").is_none());
 }
+
+/// `*` is "any origin": tower-http's origin list panics on it, so it once stopped startup.
+#[tokio::test]
+async fn cors_origins_star_allows_any_origin() {
+    let app = TestApp::spawn_with(Options {
+        limits: Limits {
+            cors_origins: vec!["*".parse().unwrap()],
+            ..Limits::default()
+        },
+        ..Options::default()
+    })
+    .await;
+    let response = app
+        .client
+        .request(reqwest::Method::OPTIONS, app.url("/rooms"))
+        .header("origin", "https://anywhere.example.org")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    assert_eq!(response.headers()["access-control-allow-origin"], "*");
+    assert!(response
+        .headers()
+        .get("access-control-allow-credentials")
+        .is_none());
+}
