@@ -79,7 +79,7 @@ struct JwtArgs {
 #[derive(Args)]
 struct ProviderArgs {
     /// The provider's JWKS URL (e.g. https://TENANT.auth0.com/.well-known/jwks.json). Needs
-    /// JWT_ISSUER and JWT_AUDIENCE.
+    /// JWT_ISSUER and JWT_AUDIENCE. Redirects are followed only to https URLs.
     #[arg(long, env = "JWT_JWKS_URL", conflicts_with = "jwt_jwks_file")]
     jwt_jwks_url: Option<String>,
     /// A file holding the provider's JWKS, instead of a URL.
