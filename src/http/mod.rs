@@ -30,6 +30,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
 pub use caller::{Caller, Credential, MaybeCaller};
+pub use health::Checks;
 pub use problem::ApiError;
 
 use crate::auth::Tokens;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub tokens: Tokens,
     pub commands: RoomCommands,
     pub relay: RelayStatus,
+    /// The last check of the database and the relay's lag, for /readyz and /metrics.
+    pub checks: Checks,
     /// The OpenAPI document, serialized once.
     pub openapi: Arc<String>,
     pub metrics: PrometheusHandle,
