@@ -26,6 +26,7 @@ pub fn build(
         commands = commands.without_room_turns();
     }
     let state = AppState {
+        checks: http::Checks::start(pool.clone(), relay.clone()),
         pool,
         tokens,
         commands,

@@ -79,7 +79,7 @@ struct JwtArgs {
 #[derive(Args)]
 struct ProviderArgs {
     /// The provider's JWKS URL (e.g. https://TENANT.auth0.com/.well-known/jwks.json). Needs
-    /// JWT_ISSUER and JWT_AUDIENCE.
+    /// JWT_ISSUER and JWT_AUDIENCE. Redirects are followed only to https URLs.
     #[arg(long, env = "JWT_JWKS_URL", conflicts_with = "jwt_jwks_file")]
     jwt_jwks_url: Option<String>,
     /// A file holding the provider's JWKS, instead of a URL.
@@ -244,7 +244,8 @@ struct ServeArgs {
     /// Mean request latency above which the adaptive concurrency limit comes down.
     #[arg(long, env = "LATENCY_TARGET", default_value = "50ms", value_parser = parse_duration)]
     latency_target: std::time::Duration,
-    /// Comma-separated origins allowed by CORS (e.g. https://app.example.com). Unset: CORS off.
+    /// Comma-separated origins allowed by CORS (e.g. https://app.example.com), or `*` for any
+    /// origin. Unset: CORS off.
     #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',')]
     cors_origins: Vec<axum::http::HeaderValue>,
 }

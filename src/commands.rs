@@ -212,7 +212,7 @@ impl RoomCommands {
     async fn record(&self, command: &'static str, error: Option<&CommandError>) {
         let busy = match error {
             Some(CommandError::Unavailable(cause)) => {
-                crate::http::is_pool_timeout(cause.as_ref()) && db::saturated(&self.pool).await
+                db::is_pool_timeout(cause.as_ref()) && db::saturated(&self.pool).await
             }
             _ => false,
         };

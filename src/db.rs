@@ -196,6 +196,18 @@ pub fn is_lock_timeout(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03"))
 }
 
+/// True when `error` or one of its causes is the pool's acquire timeout.
+pub fn is_pool_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if matches!(error.downcast_ref(), Some(sqlx::Error::PoolTimedOut)) {
+            return true;
+        }
+        next = error.source();
+    }
+    false
+}
+
 /// Name of the constraint a unique violation broke, if the error is one.
 pub fn violated_unique_constraint(error: &sqlx::Error) -> Option<&str> {
     match error {

@@ -169,8 +169,8 @@ async fn write(
             })
             .collect::<Vec<_>>();
         read_models::apply_all(tx.conn(), &stored).await?;
-        if let (Some(key), Some(first)) = (key, events.first()) {
-            idempotency::record(tx.conn(), key, &first.aggregate_id).await?;
+        if let (Some(key), Some(_)) = (key, events.first()) {
+            idempotency::record(tx.conn(), key, &stored).await?;
         }
         Ok::<_, sqlx::Error>(())
     };

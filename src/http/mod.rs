@@ -31,7 +31,8 @@ use utoipa_axum::router::OpenApiRouter;
 
 pub use caller::{Caller, Credential, MaybeCaller};
 pub use connections::serve;
-pub use problem::{is_pool_timeout, ApiError};
+pub use health::Checks;
+pub use problem::ApiError;
 
 use crate::auth::Tokens;
 use crate::commands::RoomCommands;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub tokens: Tokens,
     pub commands: RoomCommands,
     pub relay: RelayStatus,
+    /// The last check of the database and the relay's lag, for /readyz and /metrics.
+    pub checks: Checks,
     /// The OpenAPI document, serialized once.
     pub openapi: Arc<String>,
     pub metrics: PrometheusHandle,
@@ -126,7 +129,7 @@ pub struct Limits {
     pub min_concurrent_requests: usize,
     /// Mean latency above which the adaptive limit comes down.
     pub latency_target: Duration,
-    /// Origins allowed by CORS; empty: CORS is off.
+    /// Origins allowed by CORS; empty: CORS is off; one of them `*`: any origin.
     pub cors_origins: Vec<HeaderValue>,
     /// Commands on one room take turns in this instance (off only to measure what that saves).
     pub room_turns: bool,
@@ -168,8 +171,15 @@ pub fn router(mut state: AppState, limits: &Limits) -> Router {
     }));
     let pool = state.pool.clone();
     let cors = (!limits.cors_origins.is_empty()).then(|| {
+        // No credentials are ever allowed (the API takes bearer tokens, not cookies), so `*` is
+        // valid CORS; tower-http's list would panic on it.
+        let origins = if limits.cors_origins.iter().any(|origin| origin == "*") {
+            AllowOrigin::any()
+        } else {
+            AllowOrigin::list(limits.cors_origins.clone())
+        };
         CorsLayer::new()
-            .allow_origin(AllowOrigin::list(limits.cors_origins.clone()))
+            .allow_origin(origins)
             .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
             .allow_headers([
                 header::AUTHORIZATION,

@@ -325,8 +325,13 @@ async fn decide(
         Some(RoomEvent::ParticipantAdmitted(admitted)) => {
             ParticipantBody::from(before.admitted(admitted.at))
         }
-        // Admitted already (no event), or denied.
-        _ => ParticipantBody::from(before),
+        Some(RoomEvent::ParticipantDenied(_)) => ParticipantBody::from(before),
+        // Admitted already, by a command decided before this one (perhaps after `before` was
+        // read): as the read model has them since, written with that command's events.
+        _ => participants::find(&state.pool, &id, &pid)
+            .await?
+            .map(ParticipantBody::from)
+            .ok_or_else(no_such_participant)?,
     };
     if !admit {
         answer.status = "denied";

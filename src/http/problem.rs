@@ -199,18 +199,6 @@ pub struct PoolTimedOut;
 #[derive(Clone, Copy)]
 pub struct NoLatencySample;
 
-/// True when `error` or one of its causes is the pool's acquire timeout.
-pub fn is_pool_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut next = Some(error);
-    while let Some(error) = next {
-        if matches!(error.downcast_ref(), Some(sqlx::Error::PoolTimedOut)) {
-            return true;
-        }
-        next = error.source();
-    }
-    false
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.parts().0;
@@ -257,7 +245,7 @@ impl IntoResponse for ApiError {
                     header::RETRY_AFTER,
                     HeaderValue::from_static(RETRY_AFTER_SECONDS),
                 );
-                if is_pool_timeout(cause.as_ref()) {
+                if db::is_pool_timeout(cause.as_ref()) {
                     response.extensions_mut().insert(PoolTimedOut);
                 }
             }
