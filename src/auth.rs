@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use aggregates::Host;
+use aggregates::{text, Host, MAX_DISPLAY_NAME_CHARS};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -126,21 +126,34 @@ impl Claims {
         Ok(())
     }
 
-    /// The host as rooms show them: display name from `name`, else `email`, else `sub`.
-    pub fn host(&self) -> Host {
-        let non_empty = |v: &Option<String>| {
-            v.as_deref()
-                .filter(|s| !s.trim().is_empty())
-                .map(str::to_owned)
-        };
+    /// The user as rooms show them. The display name is `name`, else `email` when
+    /// `show_email` (DISPLAY_EMAIL), cleaned of what a shown name may not contain
+    /// (aggregates::text); else empty, and the room shows "Host" or "Participant N": never
+    /// the `sub`, which is the identity provider's id. The avatar is `picture` when it is an
+    /// https URL; any other is dropped (it is the provider's, not the caller's, to refuse).
+    pub fn host(&self, show_email: bool) -> Host {
+        let shown = |claim: &Option<String>| claim.as_deref().and_then(text::sanitized);
+        let display_name = shown(&self.name)
+            .or_else(|| show_email.then(|| shown(&self.email)).flatten())
+            .map(|name| name.chars().take(MAX_DISPLAY_NAME_CHARS).collect())
+            .unwrap_or_default();
         Host {
             id: self.sub.clone(),
-            display_name: non_empty(&self.name)
-                .or_else(|| non_empty(&self.email))
-                .unwrap_or_else(|| self.sub.clone()),
-            avatar_url: non_empty(&self.picture),
+            display_name,
+            avatar_url: self.picture.as_deref().and_then(avatar_url),
         }
     }
+}
+
+/// `picture` when it is an https URL (no scheme a browser would run or fetch in plain text)
+/// with nothing that cannot be seen in it.
+fn avatar_url(picture: &str) -> Option<String> {
+    let https = picture
+        .get(..8)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
+    let clean = !picture.chars().any(|c| c.is_whitespace() || c.is_control());
+    (https && clean && picture.len() > 8 && picture.chars().count() <= MAX_PICTURE_CHARS)
+        .then(|| picture.to_owned())
 }
 
 /// Verifies and mints tokens. The secret has no default anywhere: see `cli`.
@@ -154,6 +167,8 @@ pub struct Tokens {
     join_validation: Validation,
     issuer: Option<String>,
     audience: Option<String>,
+    /// DISPLAY_EMAIL: a user token's `email` may be shown as their name when it has no `name`.
+    show_email: bool,
 }
 
 impl Tokens {
@@ -187,7 +202,19 @@ impl Tokens {
             join_validation,
             issuer,
             audience,
+            show_email: false,
         }
+    }
+
+    /// Shows a user's `email` as their name when their token has no `name` (off by default:
+    /// everyone in a room, guests included, would see it).
+    pub fn showing_email(mut self, show: bool) -> Self {
+        self.show_email = show;
+        self
+    }
+
+    pub fn shows_email(&self) -> bool {
+        self.show_email
     }
 
     /// User tokens are then those signed by the identity provider owning these keys, and no
@@ -339,10 +366,47 @@ mod tests {
     }
 
     #[test]
-    fn display_name_falls_back_from_name_to_email_to_sub() {
-        assert_eq!(claims(Some("Ada"), Some("a@x")).host().display_name, "Ada");
-        assert_eq!(claims(None, Some("a@x")).host().display_name, "a@x");
-        assert_eq!(claims(Some(" "), None).host().display_name, "u1");
+    fn display_name_is_the_name_then_the_email_only_if_shown_never_the_sub() {
+        assert_eq!(
+            claims(Some("Ada"), Some("a@x")).host(false).display_name,
+            "Ada"
+        );
+        assert_eq!(claims(None, Some("a@x")).host(false).display_name, "");
+        assert_eq!(claims(None, Some("a@x")).host(true).display_name, "a@x");
+        assert_eq!(claims(Some(" "), None).host(true).display_name, "");
+        assert_eq!(
+            claims(Some("Ada\u{202E} Lovelace"), None)
+                .host(false)
+                .display_name,
+            "Ada Lovelace"
+        );
+    }
+
+    #[test]
+    fn only_https_avatars_are_kept() {
+        let avatar = |picture: &str| {
+            Claims {
+                picture: Some(picture.into()),
+                ..Claims::for_subject("u1")
+            }
+            .host(false)
+            .avatar_url
+        };
+        assert_eq!(
+            avatar("https://cdn.example/a.png").as_deref(),
+            Some("https://cdn.example/a.png")
+        );
+        assert!(avatar("HTTPS://cdn.example/a.png").is_some());
+        for refused in [
+            "http://cdn.example/a.png",
+            "javascript:alert(1)",
+            "data:image/png;base64,AAAA",
+            "https://",
+            "https://cdn.example/a b.png",
+            "//cdn.example/a.png",
+        ] {
+            assert_eq!(avatar(refused), None, "{refused}");
+        }
     }
 
     #[tokio::test]

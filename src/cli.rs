@@ -244,6 +244,10 @@ struct ServeArgs {
     /// Mean request latency above which the adaptive concurrency limit comes down.
     #[arg(long, env = "LATENCY_TARGET", default_value = "50ms", value_parser = parse_duration)]
     latency_target: std::time::Duration,
+    /// Show a user's `email` as their name in rooms when their token has no `name` (everyone in
+    /// the room, guests included, sees it). Off: such a user is "Host" or "Participant N".
+    #[arg(long, env = "DISPLAY_EMAIL", default_value_t = false, action = clap::ArgAction::Set)]
+    display_email: bool,
     /// Comma-separated origins allowed by CORS (e.g. https://app.example.com), or `*` for any
     /// origin. Unset: CORS off.
     #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',')]
@@ -458,7 +462,8 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     let tokens = args
         .provider
         .accepted_by(args.jwt.tokens(), &args.jwt)
-        .await?;
+        .await?
+        .showing_email(args.display_email);
     let pool = args.database.migrated_pool().await?;
     let (stop, stopped) = watch::channel(false);
     let relay_status = RelayStatus::default();

@@ -11,6 +11,7 @@ mod event;
 mod participant;
 mod room;
 mod settings;
+pub mod text;
 mod timestamp;
 mod validation;
 
@@ -27,6 +28,6 @@ pub use participant::{Actor, Joiner, LeaveReason, Presence, Role, Status};
 pub use room::Room;
 pub use settings::{RoomSettings, SettingsChanges};
 pub use validation::{
-    validate_room_fields, DEFAULT_MAX_PARTICIPANTS, DEFAULT_NAME, MAX_NAME_CHARS,
-    MAX_PARTICIPANTS_RANGE,
+    validate_room_fields, DEFAULT_MAX_PARTICIPANTS, DEFAULT_NAME, HOST_NAME,
+    MAX_DISPLAY_NAME_CHARS, MAX_NAME_CHARS, MAX_PARTICIPANTS_RANGE,
 };

@@ -4,6 +4,9 @@ use crate::FieldViolation;
 
 pub const DEFAULT_NAME: &str = "Meeting Room";
 pub const MAX_NAME_CHARS: usize = 100;
+pub const MAX_DISPLAY_NAME_CHARS: usize = 50;
+/// What a room shows for a host whose token carries no name it may show.
+pub const HOST_NAME: &str = "Host";
 pub const DEFAULT_MAX_PARTICIPANTS: i64 = 50;
 pub const MAX_PARTICIPANTS_RANGE: RangeInclusive<i64> = 2..=100;
 
@@ -17,21 +20,12 @@ pub fn validate_room_fields(
 ) -> Vec<FieldViolation> {
     let mut violations = Vec::new();
     if let Some(name) = name {
-        // Counted in characters (Unicode scalar values), not bytes: "Café" is 4 long.
-        let chars = name.chars().count();
-        if chars == 0 {
-            violations.push(FieldViolation::new("name", "must not be empty"));
-        } else if chars > MAX_NAME_CHARS {
-            violations.push(FieldViolation::new(
-                "name",
-                format!("must be at most {MAX_NAME_CHARS} characters long (got {chars})"),
-            ));
-        } else if name.contains('\0') {
-            violations.push(FieldViolation::new(
-                "name",
-                "must not contain the NUL character",
-            ));
-        }
+        // Checked as it is stored: NFC, trimmed (crate::text).
+        violations.extend(crate::text::violation(
+            "name",
+            &crate::text::normalized(name),
+            MAX_NAME_CHARS,
+        ));
     }
     if let Some(max) = max_participants {
         if !MAX_PARTICIPANTS_RANGE.contains(&max) {

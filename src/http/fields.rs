@@ -116,3 +116,35 @@ fn integer(n: &Number) -> Option<i64> {
     let f = n.as_f64()?;
     (f.fract() == 0.0).then_some(f as i64)
 }
+
+/// A name people see, as a pattern for clients (aggregates::text has the rule, with the
+/// joiners that emoji and some scripts need, which the pattern leaves out): at least one visible
+/// character, no control, bidirectional or invisible format character.
+pub const NAME_PATTERN: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F\\u00AD\\u0600-\\u0605\\u061C\\u06DD\\u070F\\u0890\\u0891\\u08E2\\u180E\\u200B-\\u200F\\u2028-\\u202E\\u2060-\\u2064\\u2066-\\u206F\\uFEFF\\uFFF9-\\uFFFB\u{110BD}\u{110CD}\u{13430}-\u{1343F}\u{1BCA0}-\u{1BCA3}\u{1D173}-\u{1D17A}\u{E0001}\u{E0020}-\u{E007F}]*[^\\s\\u0000-\\u001F\\u007F-\\u009F\\u00AD\\u0600-\\u0605\\u061C\\u06DD\\u070F\\u0890\\u0891\\u08E2\\u180E\\u200B-\\u200F\\u2028-\\u202E\\u2060-\\u2064\\u2066-\\u206F\\uFEFF\\uFFF9-\\uFFFB\u{110BD}\u{110CD}\u{13430}-\u{1343F}\u{1BCA0}-\u{1BCA3}\u{1D173}-\u{1D17A}\u{E0001}\u{E0020}-\u{E007F}][^\\u0000-\\u001F\\u007F-\\u009F\\u00AD\\u0600-\\u0605\\u061C\\u06DD\\u070F\\u0890\\u0891\\u08E2\\u180E\\u200B-\\u200F\\u2028-\\u202E\\u2060-\\u2064\\u2066-\\u206F\\uFEFF\\uFFF9-\\uFFFB\u{110BD}\u{110CD}\u{13430}-\u{1343F}\u{1BCA0}-\u{1BCA3}\u{1D173}-\u{1D17A}\u{E0001}\u{E0020}-\u{E007F}]*$";
+
+/// Puts [`NAME_PATTERN`] on the request fields that are names people see (a derive's `pattern`
+/// takes only a literal, and the pattern is long).
+pub struct NamePatterns;
+
+impl utoipa::Modify for NamePatterns {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::{Object, Schema};
+        use utoipa::openapi::RefOr;
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for (schema, field) in [
+            ("CreateRoomRequest", "name"),
+            ("JoinRequest", "displayName"),
+        ] {
+            let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(schema) else {
+                continue;
+            };
+            if let Some(RefOr::T(Schema::Object(Object { pattern, .. }))) =
+                object.properties.get_mut(field)
+            {
+                *pattern = Some(NAME_PATTERN.to_owned());
+            }
+        }
+    }
+}

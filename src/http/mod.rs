@@ -101,6 +101,7 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(docs::router())
         .split_for_parts();
     problem::ProblemExamples.modify(&mut openapi);
+    fields::NamePatterns.modify(&mut openapi);
     (router, openapi)
 }
 

@@ -2,8 +2,8 @@
 //! (admit, deny), and leaving.
 
 use aggregates::{
-    Actor, Decide, Host, JoinRoom, Joiner, RemoveParticipant, RoomCode, RoomCommand, RoomError,
-    RoomEvent, Status,
+    text, Actor, Decide, Host, JoinRoom, Joiner, RemoveParticipant, RoomCode, RoomCommand,
+    RoomError, RoomEvent, Status, MAX_DISPLAY_NAME_CHARS,
 };
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -24,9 +24,6 @@ use super::rooms::{find_room, timestamp};
 use super::{request_id, ApiError, AppState, Credential, MaybeCaller};
 use crate::commands::{self, CommandError};
 use crate::read_models::{participants, rooms};
-
-/// Longest guest display name, in characters.
-const MAX_DISPLAY_NAME: usize = 50;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -75,15 +72,12 @@ async fn join_room(
     MaybeJsonObject(body): MaybeJsonObject,
 ) -> Result<Response, ApiError> {
     let mut fields = Fields::new(body, Nulls::Rejected);
-    let display_name = fields.string("displayName");
+    // Checked here too (the room checks it again) to be named beside the other fields' errors.
+    let display_name = fields
+        .string("displayName")
+        .map(|name| text::normalized(&name));
     if let Some(name) = &display_name {
-        let chars = name.chars().count();
-        if !(1..=MAX_DISPLAY_NAME).contains(&chars) || name.contains('\0') {
-            fields.extend([aggregates::FieldViolation::new(
-                "displayName",
-                format!("must be 1 to {MAX_DISPLAY_NAME} characters"),
-            )]);
-        }
+        fields.extend(text::violation("displayName", name, MAX_DISPLAY_NAME_CHARS));
     }
     if caller.is_none() && display_name.is_none() {
         fields.extend([aggregates::FieldViolation::new(
@@ -101,7 +95,7 @@ async fn join_room(
     let participant_id = uuid::Uuid::now_v7().to_string();
     let joiner = match &caller {
         Some(claims) => {
-            let host = claims.host();
+            let host = claims.host(state.tokens.shows_email());
             Joiner::User(Host {
                 display_name: display_name.unwrap_or(host.display_name),
                 ..host
@@ -415,7 +409,9 @@ fn no_such_participant() -> ApiError {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[allow(dead_code)]
 struct JoinRequest {
-    /// 1 to 50 characters. For users, it replaces the name from the token in this room.
+    /// 1 to 50 characters once NFC-normalised and trimmed; no control, bidirectional or
+    /// invisible format characters, and no host marker such as "(Host)" unless the caller
+    /// hosts the room. For users, it replaces the name from the token in this room.
     #[schema(nullable = false, min_length = 1, max_length = 50)]
     display_name: Option<String>,
 }

@@ -62,7 +62,7 @@ pub enum ApiError {
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(example = json!({
     "type": "https://neuronmeet.com/problems/validation", "title": "Validation failed", "status": 400,
-    "detail": "name must not be empty", "errors": [{"field": "name", "message": "must not be empty"}]
+    "detail": "name must not be blank", "errors": [{"field": "name", "message": "must not be blank"}]
 }))]
 pub struct Problem<'a> {
     /// A URI reference naming the kind of problem.

@@ -10,6 +10,7 @@ mod deadlines;
 mod docs_page;
 mod group_commit;
 mod jwks;
+mod names;
 mod openapi;
 mod operations;
 mod participants;

@@ -40,7 +40,7 @@ async fn creates_a_room_with_the_documented_defaults() {
     assert_eq!(room["startedAt"], room["createdAt"]);
     assert_eq!(
         room["host"],
-        json!({"id": "user-1", "displayName": "user-1", "avatarUrl": null})
+        json!({"id": "user-1", "displayName": "Host", "avatarUrl": null})
     );
     let settings = &room["settings"];
     assert!(settings["id"]
@@ -92,7 +92,8 @@ async fn keeps_the_fields_sent_and_the_host_from_the_token() {
         .await
         .unwrap();
     let room: Value = response.json().await.unwrap();
-    assert_eq!(room["host"]["displayName"], "ada@example.com");
+    // The email is shown only with DISPLAY_EMAIL=true; never the `sub`.
+    assert_eq!(room["host"]["displayName"], "Host");
     assert_eq!(room["name"], "Ünïcødé ✓");
 }
 
@@ -143,7 +144,7 @@ async fn get_by_code_is_public_and_limited() {
         public,
         json!({
             "id": room["id"], "code": code, "name": "Meeting Room", "isActive": true, "isLocked": false,
-            "host": {"id": "user-1", "displayName": "user-1", "avatarUrl": null},
+            "host": {"id": "user-1", "displayName": "Host", "avatarUrl": null},
             "settings": {"waitingRoom": true}
         })
     );

@@ -1,9 +1,10 @@
 //! Creating a room: the room and its first settings, in one decision.
 
 use super::Room;
-use crate::validation::{DEFAULT_MAX_PARTICIPANTS, DEFAULT_NAME};
+use crate::validation::{DEFAULT_MAX_PARTICIPANTS, DEFAULT_NAME, HOST_NAME};
 use crate::{
-    validate_room_fields, CreateRoom, RoomCreated, RoomError, RoomEvent, SettingsConfigured,
+    text, validate_room_fields, CreateRoom, Host, RoomCreated, RoomError, RoomEvent,
+    SettingsConfigured,
 };
 
 impl Room {
@@ -19,8 +20,17 @@ impl Room {
             RoomEvent::RoomCreated(RoomCreated {
                 room_id: command.room_id.clone(),
                 code: command.code,
-                name: command.name.unwrap_or_else(|| DEFAULT_NAME.to_owned()),
-                host: command.host,
+                name: command
+                    .name
+                    .map_or_else(|| DEFAULT_NAME.to_owned(), |name| text::normalized(&name)),
+                host: Host {
+                    // A token with no name to show: the room never shows its `sub` instead.
+                    display_name: match command.host.display_name {
+                        name if name.is_empty() => HOST_NAME.to_owned(),
+                        name => name,
+                    },
+                    ..command.host
+                },
                 is_active: true,
                 is_locked: false,
                 created_at: command.at,
@@ -152,7 +162,7 @@ pub(crate) mod tests {
             .await
             .then_expect_error(RoomError::Invalid(vec![FieldViolation::new(
                 "name",
-                "must not be empty",
+                "must not be blank",
             )]));
     }
 

@@ -27,6 +27,8 @@ pub struct Room {
     /// Joined and waiting participants, by participant id; those who left or were denied are
     /// gone.
     participants: BTreeMap<String, Presence>,
+    /// How many have entered (joined or knocked), ever: "Participant N" for one with no name.
+    entries: u64,
 }
 
 impl Aggregate for Room {
@@ -84,6 +86,7 @@ impl Aggregate for Room {
                 } else {
                     Status::Waiting
                 };
+                self.entries += 1;
                 self.participants.insert(
                     entered.participant_id,
                     Presence {

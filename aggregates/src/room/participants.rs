@@ -3,8 +3,9 @@
 
 use super::Room;
 use crate::{
-    Actor, Decide, JoinRoom, Joiner, LeaveReason, ParticipantDecided, ParticipantEntered,
-    ParticipantLeft, RemoveParticipant, Role, RoomError, RoomEvent, Status,
+    text, Actor, Decide, FieldViolation, JoinRoom, Joiner, LeaveReason, ParticipantDecided,
+    ParticipantEntered, ParticipantLeft, RemoveParticipant, Role, RoomError, RoomEvent, Status,
+    HOST_NAME, MAX_DISPLAY_NAME_CHARS,
 };
 
 /// Most participants a waiting room holds: anyone may knock (guests need no account), and
@@ -16,6 +17,30 @@ impl Room {
     /// locked, guests not when it admits none; into the waiting room when it has one; else in,
     /// while fewer than `maxParticipants` have joined. A user already in (joined or waiting)
     /// changes nothing.
+    /// The name the room shows for one entering as `role` (crate::text): a user with no name
+    /// to show is "Host", or "Participant N" (never their id); only the host may end their name
+    /// with a host marker.
+    fn shown_name(&self, name: &str, role: Role) -> Result<String, RoomError> {
+        let name = text::normalized(name);
+        if name.is_empty() && role != Role::Guest {
+            return Ok(match role {
+                Role::Host => HOST_NAME.to_owned(),
+                _ => format!("Participant {}", self.entries + 1),
+            });
+        }
+        let refused =
+            |message: &str| RoomError::Invalid(vec![FieldViolation::new("displayName", message)]);
+        if let Some(violation) = text::violation("displayName", &name, MAX_DISPLAY_NAME_CHARS) {
+            return Err(RoomError::Invalid(vec![violation]));
+        }
+        if role != Role::Host && text::claims_to_host(&name) {
+            return Err(refused(
+                "must not end with a host marker such as \"(Host)\": only the host's may (the API marks the host with role)",
+            ));
+        }
+        Ok(name)
+    }
+
     pub(super) fn join(&self, command: JoinRoom) -> Result<Vec<RoomEvent>, RoomError> {
         let room_id = self.id.clone().ok_or(RoomError::NotFound)?;
         if self.ended {
@@ -34,6 +59,7 @@ impl Room {
             (Some(_), false) => Role::Member,
             (None, _) => Role::Guest,
         };
+        let display_name = self.shown_name(&display_name, role)?;
         let entered = ParticipantEntered {
             room_id,
             participant_id: command.participant_id,

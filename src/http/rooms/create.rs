@@ -70,7 +70,7 @@ pub(super) async fn create_room(
         .commands
         .create_room(
             room,
-            claims.host(),
+            claims.host(state.tokens.shows_email()),
             request_id(&headers),
             idempotency.clone(),
         )
