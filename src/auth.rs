@@ -169,6 +169,9 @@ pub struct Tokens {
     audience: Option<String>,
     /// DISPLAY_EMAIL: a user token's `email` may be shown as their name when it has no `name`.
     show_email: bool,
+    /// Derives guests' origins from their networks (keyed by JWT_SECRET, so that nobody
+    /// without it can tell which network an origin stands for).
+    origins: ring::hmac::Key,
 }
 
 impl Tokens {
@@ -203,7 +206,28 @@ impl Tokens {
             issuer,
             audience,
             show_email: false,
+            origins: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret),
         }
+    }
+
+    /// A guest's origin in a room: an opaque token of the network `address` belongs to (the
+    /// address itself for IPv4, its /64 for IPv6, which one host usually holds whole), the same
+    /// within one room and unrelated across rooms.
+    pub fn origin(&self, room_id: &str, address: std::net::IpAddr) -> String {
+        let network = match address {
+            std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
+            std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => v4.octets().to_vec(),
+                None => v6.octets()[..8].to_vec(),
+            },
+        };
+        let mut message = format!("origin\0{room_id}\0").into_bytes();
+        message.extend(network);
+        let tag = ring::hmac::sign(&self.origins, &message);
+        tag.as_ref()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// Shows a user's `email` as their name when their token has no `name` (off by default:

@@ -21,6 +21,7 @@ pub enum RoomCommand {
     AdmitParticipant(Decide),
     DenyParticipant(Decide),
     RemoveParticipant(RemoveParticipant),
+    DenyWaiting(DenyWaiting),
 }
 
 impl RoomCommand {
@@ -34,6 +35,7 @@ impl RoomCommand {
             Self::AdmitParticipant(_) => "AdmitParticipant",
             Self::DenyParticipant(_) => "DenyParticipant",
             Self::RemoveParticipant(_) => "RemoveParticipant",
+            Self::DenyWaiting(_) => "DenyWaiting",
         }
     }
 
@@ -47,6 +49,7 @@ impl RoomCommand {
             Self::JoinRoom(c) => c.at = at,
             Self::AdmitParticipant(c) | Self::DenyParticipant(c) => c.at = at,
             Self::RemoveParticipant(c) => c.at = at,
+            Self::DenyWaiting(c) => c.at = at,
         }
     }
 
@@ -64,6 +67,7 @@ impl RoomCommand {
             Self::RemoveParticipant(remove) => match &remove.by {
                 Actor::User(id) | Actor::Participant(id) => id,
             },
+            Self::DenyWaiting(deny) => &deny.by,
         }
     }
 }
@@ -115,10 +119,19 @@ pub struct Decide {
     pub at: DateTime<Utc>,
 }
 
-/// A participant leaves, or the host removes them.
+/// A participant leaves, or the host removes them, and with `block` keeps them out: a user
+/// by their id, a guest by their network.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RemoveParticipant {
     pub by: Actor,
     pub participant_id: String,
+    pub block: bool,
+    pub at: DateTime<Utc>,
+}
+
+/// The host denies everyone in the waiting room at once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DenyWaiting {
+    pub by: String,
     pub at: DateTime<Utc>,
 }

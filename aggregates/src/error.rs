@@ -44,6 +44,10 @@ pub enum RoomError {
     NotWaiting,
     #[error("only the participant themself or the room's host may do this")]
     NotSelfOrHost,
+    #[error("the host has blocked you from this room")]
+    Blocked,
+    #[error("only the host may block, and not themself")]
+    CannotBlock,
 }
 
 fn describe(violations: &[FieldViolation]) -> String {
@@ -71,6 +75,8 @@ impl RoomError {
             Self::NoSuchParticipant => "no_such_participant",
             Self::NotWaiting => "not_waiting",
             Self::NotSelfOrHost => "not_self_or_host",
+            Self::Blocked => "blocked",
+            Self::CannotBlock => "cannot_block",
         }
     }
 }

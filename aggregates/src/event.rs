@@ -22,6 +22,7 @@ pub enum RoomEvent {
     ParticipantAdmitted(ParticipantDecided),
     ParticipantDenied(ParticipantDecided),
     ParticipantLeft(ParticipantLeft),
+    ParticipantBlocked(ParticipantBlocked),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,6 +116,9 @@ pub struct ParticipantEntered {
     pub muted: bool,
     #[serde(with = "crate::timestamp")]
     pub at: DateTime<Utc>,
+    /// For guests: an opaque token of their network in this room (see `Joiner::Guest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 /// The host admitted or denied a participant of the waiting room (or the room ended on them).
@@ -139,6 +143,22 @@ pub struct ParticipantLeft {
     pub at: DateTime<Utc>,
 }
 
+/// The host removed a participant and keeps them out for the room's life: the user (`userId`),
+/// or for a guest their network (`origin`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParticipantBlocked {
+    pub room_id: String,
+    pub participant_id: String,
+    pub user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
+    /// The host, who blocked.
+    pub by: String,
+    #[serde(with = "crate::timestamp")]
+    pub at: DateTime<Utc>,
+}
+
 impl RoomEvent {
     pub fn name(&self) -> &'static str {
         match self {
@@ -153,6 +173,7 @@ impl RoomEvent {
             Self::ParticipantAdmitted(_) => "ParticipantAdmitted",
             Self::ParticipantDenied(_) => "ParticipantDenied",
             Self::ParticipantLeft(_) => "ParticipantLeft",
+            Self::ParticipantBlocked(_) => "ParticipantBlocked",
         }
     }
 }

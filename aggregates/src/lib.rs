@@ -17,12 +17,14 @@ mod validation;
 
 pub use code::{RoomCode, RoomCodeError};
 pub use command::{
-    CreateRoom, Decide, EndRoom, Host, JoinRoom, RemoveParticipant, RoomCommand, UpdateSettings,
+    CreateRoom, Decide, DenyWaiting, EndRoom, Host, JoinRoom, RemoveParticipant, RoomCommand,
+    UpdateSettings,
 };
 pub use error::{FieldViolation, RoomError};
 pub use event::{
-    ParticipantDecided, ParticipantEntered, ParticipantLeft, RoomCreated, RoomEnded, RoomEvent,
-    RoomLocked, RoomUnlocked, SettingsConfigured, SettingsUpdated, EVENT_VERSION,
+    ParticipantBlocked, ParticipantDecided, ParticipantEntered, ParticipantLeft, RoomCreated,
+    RoomEnded, RoomEvent, RoomLocked, RoomUnlocked, SettingsConfigured, SettingsUpdated,
+    EVENT_VERSION,
 };
 pub use participant::{Actor, Joiner, LeaveReason, Presence, Role, Status};
 pub use room::Room;

@@ -29,11 +29,17 @@ pub enum LeaveReason {
     RoomEnded,
 }
 
-/// Who wants in: a signed-in user, or a guest with only a name.
+/// Who wants in: a signed-in user, or a guest with only a name and the network they come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Joiner {
     User(crate::Host),
-    Guest { display_name: String },
+    Guest {
+        display_name: String,
+        /// An opaque token of the guest's network, the same for one network in one room and
+        /// different across rooms (the service derives it with a key of its own): what a block
+        /// of a guest holds on to.
+        origin: Option<String>,
+    },
 }
 
 /// Who acts on a participant: a signed-in user, or a participant by their join token.
@@ -50,4 +56,6 @@ pub struct Presence {
     pub user_id: Option<String>,
     pub role: Role,
     pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }

@@ -101,7 +101,8 @@ impl RoomView {
                 | RoomEvent::ParticipantWaiting(_)
                 | RoomEvent::ParticipantAdmitted(_)
                 | RoomEvent::ParticipantDenied(_)
-                | RoomEvent::ParticipantLeft(_),
+                | RoomEvent::ParticipantLeft(_)
+                | RoomEvent::ParticipantBlocked(_),
             ) => Ok(view),
         }
     }
@@ -116,6 +117,7 @@ impl RoomView {
                 | RoomEvent::ParticipantAdmitted(_)
                 | RoomEvent::ParticipantDenied(_)
                 | RoomEvent::ParticipantLeft(_)
+                | RoomEvent::ParticipantBlocked(_)
         )
     }
 

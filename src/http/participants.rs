@@ -2,8 +2,8 @@
 //! (admit, deny), and leaving.
 
 use aggregates::{
-    text, Actor, Decide, Host, JoinRoom, Joiner, RemoveParticipant, RoomCode, RoomCommand,
-    RoomError, RoomEvent, Status, MAX_DISPLAY_NAME_CHARS,
+    text, Actor, Decide, DenyWaiting, Host, JoinRoom, Joiner, RemoveParticipant, RoomCode,
+    RoomCommand, RoomError, RoomEvent, Status, MAX_DISPLAY_NAME_CHARS,
 };
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -32,6 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(admit))
         .routes(routes!(deny))
         .routes(routes!(remove))
+        .routes(routes!(deny_all))
 }
 
 /// Join a room
@@ -56,9 +57,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 400, description = "Invalid body: each failing field is named in `errors`.", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "An invalid token (a request without one joins as a guest).", body = Problem,
             content_type = "application/problem+json", headers(("WWW-Authenticate" = String))),
-        (status = 403, description = "The room is locked, or admits no guests.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The room is locked, admits no guests, or its host blocked the caller (problem type `blocked`).", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No room has this code.", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The room is full.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The room is full, or its waiting room (500 places, at most 250 of them guests) is.", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "The room has ended.", body = Problem, content_type = "application/problem+json"),
         crate::http::problem::SlowBody,
         crate::http::problem::Unavailable,
@@ -67,6 +68,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 async fn join_room(
     State(state): State<AppState>,
     MaybeCaller(caller): MaybeCaller,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
     Path(code): Path<String>,
     MaybeJsonObject(body): MaybeJsonObject,
@@ -103,6 +105,7 @@ async fn join_room(
         }
         None => Joiner::Guest {
             display_name: display_name.unwrap_or_default(),
+            origin: peer.map(|peer| state.tokens.origin(&room.id, peer.0 .0.ip())),
         },
     };
     let command = RoomCommand::JoinRoom(JoinRoom {
@@ -351,19 +354,27 @@ async fn acting_user(
     })
 }
 
-/// Leave, or remove a participant
+/// Leave, or remove (and block) a participant
 ///
-/// A participant leaves (with their user token or join token), or the host removes them.
+/// A participant leaves (with their user token or join token), or the host removes them. With
+/// `block=true` (host only) they cannot come back for the room's life: a user by their id
+/// (403 `blocked` on their next join), a guest by the network they joined from (guest joins
+/// from it are refused). A `ParticipantBlocked` event records it.
 #[utoipa::path(
     delete,
     path = "/rooms/{id}/participants/{pid}",
     tag = "participants",
     security(("bearer" = [])),
-    params(("id" = String, Path, description = "Room id"), ("pid" = String, Path, description = "Participant id")),
+    params(
+        ("id" = String, Path, description = "Room id"),
+        ("pid" = String, Path, description = "Participant id"),
+        ("block" = Option<bool>, Query, description = "`true`: the host keeps them out of this room for good. Default `false`."),
+    ),
     responses(
         (status = 204, description = "Gone from the room."),
+        (status = 400, description = "Invalid query parameter.", body = Problem, content_type = "application/problem+json"),
         crate::http::problem::Unauthenticated,
-        (status = 403, description = "Neither the participant nor the room's host.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Neither the participant nor the room's host; or a block by anyone but the host, or of the host.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such room, or no such participant in it.", body = Problem, content_type = "application/problem+json"),
         crate::http::problem::Unavailable,
     )
@@ -373,7 +384,11 @@ async fn remove(
     credential: Credential,
     headers: HeaderMap,
     Path((id, pid)): Path<(String, String)>,
+    query: RawParams,
 ) -> Result<StatusCode, ApiError> {
+    let mut params = Params::new(query)?;
+    let block = params.one_of("block", &["true", "false"], "false") == "true";
+    params.finish()?;
     find_room(&state, &id).await?;
     let by = match &credential {
         Credential::User(claims) => Actor::User(claims.sub.clone()),
@@ -391,6 +406,7 @@ async fn remove(
     let command = RoomCommand::RemoveParticipant(RemoveParticipant {
         by,
         participant_id: pid,
+        block,
         at: commands::now(),
     });
     state
@@ -398,6 +414,58 @@ async fn remove(
         .execute(&id, command, request_id(&headers))
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// How many knocks a deny-all denied.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct DeniedAll {
+    denied: usize,
+}
+
+/// Deny everyone waiting
+///
+/// The host denies every participant of the waiting room at once: one command, one
+/// transaction, a `ParticipantDenied` event each (in the order they knocked).
+#[utoipa::path(
+    post,
+    path = "/rooms/{id}/waiting/deny-all",
+    tag = "participants",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Room id")),
+    responses(
+        (status = 200, description = "How many were denied (0 when nobody waited).", body = DeniedAll,
+            example = json!({"denied": 42})),
+        crate::http::problem::Unauthenticated,
+        (status = 403, description = "Not the room's host.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No room has this id.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The room has ended.", body = Problem, content_type = "application/problem+json"),
+        crate::http::problem::Unavailable,
+    )
+)]
+async fn deny_all(
+    State(state): State<AppState>,
+    credential: Credential,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<DeniedAll>, ApiError> {
+    find_room(&state, &id).await?;
+    let Some(by) = acting_user(&state, &credential, &id).await? else {
+        return Err(ApiError::Forbidden(
+            "only the room's host may do this".into(),
+        ));
+    };
+    let command = RoomCommand::DenyWaiting(DenyWaiting {
+        by,
+        at: commands::now(),
+    });
+    let events = state
+        .commands
+        .execute(&id, command, request_id(&headers))
+        .await?;
+    Ok(Json(DeniedAll {
+        denied: events.len(),
+    }))
 }
 
 fn no_such_participant() -> ApiError {

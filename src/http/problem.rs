@@ -31,6 +31,9 @@ pub enum ApiError {
     },
     #[error("{0}")]
     Forbidden(String),
+    /// The host blocked the caller from this room.
+    #[error("{0}")]
+    Blocked(String),
     #[error("{0}")]
     NotFound(String),
     #[error("method not allowed")]
@@ -146,6 +149,7 @@ impl ApiError {
                 (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized")
             }
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Forbidden"),
+            Self::Blocked(_) => (StatusCode::FORBIDDEN, "blocked", "Blocked"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
             Self::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -346,7 +350,9 @@ impl From<CommandError> for ApiError {
                 let detail = rejected.to_string();
                 match rejected {
                     RoomError::NotFound | RoomError::NoSuchParticipant => Self::NotFound(detail),
+                    RoomError::Blocked => Self::Blocked(detail),
                     RoomError::NotHost
+                    | RoomError::CannotBlock
                     | RoomError::NotSelfOrHost
                     | RoomError::Locked
                     | RoomError::GuestsNotAllowed => Self::Forbidden(detail),

@@ -9,6 +9,7 @@ mod client_tools;
 mod deadlines;
 mod docs_page;
 mod group_commit;
+mod host_controls;
 mod jwks;
 mod names;
 mod openapi;

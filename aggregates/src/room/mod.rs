@@ -6,7 +6,7 @@ mod lifecycle;
 mod participants;
 mod settings;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
@@ -29,6 +29,9 @@ pub struct Room {
     participants: BTreeMap<String, Presence>,
     /// How many have entered (joined or knocked), ever: "Participant N" for one with no name.
     entries: u64,
+    /// Users, and guests' networks (origins), the host blocked: they cannot come back.
+    blocked_users: BTreeSet<String>,
+    blocked_origins: BTreeSet<String>,
 }
 
 impl Aggregate for Room {
@@ -52,6 +55,7 @@ impl Aggregate for Room {
             RoomCommand::AdmitParticipant(decide) => self.admit(decide)?,
             RoomCommand::DenyParticipant(decide) => self.deny(decide)?,
             RoomCommand::RemoveParticipant(remove) => self.remove(remove)?,
+            RoomCommand::DenyWaiting(deny) => self.deny_waiting(deny)?,
         };
         for event in events {
             sink.write(event, self).await;
@@ -93,6 +97,7 @@ impl Aggregate for Room {
                         user_id: entered.user_id,
                         role: entered.role,
                         status,
+                        origin: entered.origin,
                     },
                 );
             }
@@ -106,6 +111,10 @@ impl Aggregate for Room {
             }
             RoomEvent::ParticipantLeft(left) => {
                 self.participants.remove(&left.participant_id);
+            }
+            RoomEvent::ParticipantBlocked(blocked) => {
+                self.blocked_users.extend(blocked.user_id);
+                self.blocked_origins.extend(blocked.origin);
             }
         }
     }

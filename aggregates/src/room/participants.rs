@@ -3,14 +3,16 @@
 
 use super::Room;
 use crate::{
-    text, Actor, Decide, FieldViolation, JoinRoom, Joiner, LeaveReason, ParticipantDecided,
-    ParticipantEntered, ParticipantLeft, RemoveParticipant, Role, RoomError, RoomEvent, Status,
-    HOST_NAME, MAX_DISPLAY_NAME_CHARS,
+    text, Actor, Decide, DenyWaiting, FieldViolation, JoinRoom, Joiner, LeaveReason,
+    ParticipantBlocked, ParticipantDecided, ParticipantEntered, ParticipantLeft, RemoveParticipant,
+    Role, RoomError, RoomEvent, Status, HOST_NAME, MAX_DISPLAY_NAME_CHARS,
 };
 
 /// Most participants a waiting room holds: anyone may knock (guests need no account), and
 /// each waiting participant is part of the room's state.
 pub const MAX_WAITING: usize = 500;
+/// Most guests among them: anonymous knocks cannot crowd members out of the waiting room.
+pub const MAX_WAITING_GUESTS: usize = MAX_WAITING / 2;
 
 impl Room {
     /// The host joins at once, whatever the room's rules. Anyone else: not when the room is
@@ -46,9 +48,12 @@ impl Room {
         if self.ended {
             return Err(RoomError::Ended);
         }
-        let (user_id, display_name, avatar_url) = match command.joiner {
-            Joiner::User(user) => (Some(user.id), user.display_name, user.avatar_url),
-            Joiner::Guest { display_name } => (None, display_name, None),
+        let (user_id, display_name, avatar_url, origin) = match command.joiner {
+            Joiner::User(user) => (Some(user.id), user.display_name, user.avatar_url, None),
+            Joiner::Guest {
+                display_name,
+                origin,
+            } => (None, display_name, None, origin),
         };
         if user_id.is_some() && self.participants.values().any(|p| p.user_id == user_id) {
             return Ok(Vec::new());
@@ -59,6 +64,15 @@ impl Room {
             (Some(_), false) => Role::Member,
             (None, _) => Role::Guest,
         };
+        let blocked = match &user_id {
+            Some(user) => self.blocked_users.contains(user),
+            None => origin
+                .as_ref()
+                .is_some_and(|o| self.blocked_origins.contains(o)),
+        };
+        if blocked && !is_host {
+            return Err(RoomError::Blocked);
+        }
         let display_name = self.shown_name(&display_name, role)?;
         let entered = ParticipantEntered {
             room_id,
@@ -69,6 +83,7 @@ impl Room {
             role,
             muted: !is_host && self.settings.mute_participants_on_join,
             at: command.at,
+            origin,
         };
         if is_host {
             return Ok(vec![RoomEvent::ParticipantJoined(entered)]);
@@ -81,7 +96,15 @@ impl Room {
         }
         if self.settings.waiting_room {
             let waiting = self.participants.len() - self.joined();
-            if waiting >= MAX_WAITING {
+            let waiting_guests = || {
+                self.participants
+                    .values()
+                    .filter(|p| p.status == Status::Waiting && p.role == Role::Guest)
+                    .count()
+            };
+            if waiting >= MAX_WAITING
+                || (role == Role::Guest && waiting_guests() >= MAX_WAITING_GUESTS)
+            {
                 return Err(RoomError::WaitingRoomFull);
             }
             return Ok(vec![RoomEvent::ParticipantWaiting(entered)]);
@@ -147,12 +170,48 @@ impl Room {
             (false, true) => LeaveReason::Removed,
             (false, false) => return Err(RoomError::NotSelfOrHost),
         };
-        Ok(vec![RoomEvent::ParticipantLeft(ParticipantLeft {
-            room_id,
-            participant_id: command.participant_id,
+        if command.block && (reason != LeaveReason::Removed || presence.role == Role::Host) {
+            return Err(RoomError::CannotBlock);
+        }
+        let mut events = vec![RoomEvent::ParticipantLeft(ParticipantLeft {
+            room_id: room_id.clone(),
+            participant_id: command.participant_id.clone(),
             reason,
             at: command.at,
-        })])
+        })];
+        if command.block {
+            events.push(RoomEvent::ParticipantBlocked(ParticipantBlocked {
+                room_id,
+                participant_id: command.participant_id,
+                user_id: presence.user_id.clone(),
+                origin: presence.origin.clone(),
+                by: self.host_id.clone(),
+                at: command.at,
+            }));
+        }
+        Ok(events)
+    }
+
+    /// Everyone in the waiting room denied, in one decision (one event each, in the order they
+    /// knocked); an empty waiting room changes nothing.
+    pub(super) fn deny_waiting(&self, command: DenyWaiting) -> Result<Vec<RoomEvent>, RoomError> {
+        let room_id = self.hosted_by(&command.by)?.to_owned();
+        if self.ended {
+            return Err(RoomError::Ended);
+        }
+        Ok(self
+            .participants
+            .iter()
+            .filter(|(_, presence)| presence.status == Status::Waiting)
+            .map(|(id, _)| {
+                RoomEvent::ParticipantDenied(ParticipantDecided {
+                    room_id: room_id.clone(),
+                    participant_id: id.clone(),
+                    by: command.by.clone(),
+                    at: command.at,
+                })
+            })
+            .collect())
     }
 }
 
@@ -190,6 +249,7 @@ mod tests {
             role,
             muted,
             at: AT,
+            origin: None,
         }
     }
 
@@ -311,6 +371,7 @@ mod tests {
                 "g",
                 Joiner::Guest {
                     display_name: "Guest".into(),
+                    origin: None,
                 },
             ))
             .await
@@ -323,6 +384,7 @@ mod tests {
             RoomCommand::RemoveParticipant(RemoveParticipant {
                 by,
                 participant_id: "p1".into(),
+                block: false,
                 at: AT,
             })
         };
@@ -371,5 +433,164 @@ mod tests {
             .unwrap();
         let names: Vec<&str> = events.iter().map(RoomEvent::name).collect();
         assert_eq!(names, ["ParticipantLeft", "ParticipantDenied", "RoomEnded"]);
+    }
+
+    fn guest(pid: &str, origin: &str) -> (RoomCommand, RoomEvent) {
+        let joiner = Joiner::Guest {
+            display_name: "Guest".into(),
+            origin: Some(origin.into()),
+        };
+        let entered = ParticipantEntered {
+            origin: Some(origin.into()),
+            ..entered(pid, None, Role::Guest, false)
+        };
+        (join(pid, joiner), RoomEvent::ParticipantJoined(entered))
+    }
+
+    fn block(pid: &str, by: &str) -> RoomCommand {
+        RoomCommand::RemoveParticipant(RemoveParticipant {
+            by: Actor::User(by.into()),
+            participant_id: pid.into(),
+            block: true,
+            at: AT,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_blocked_user_and_a_blocked_guests_network_cannot_come_back() {
+        let (_, guest_joined) = guest("g1", "net-a");
+        let given = with(room(false, 50), [joined("p1", "ada"), guest_joined]);
+        let mut events = TestFramework::<Room>::with(())
+            .given(given.clone())
+            .when_async(block("p1", "user-1"))
+            .await
+            .inspect_result()
+            .unwrap();
+        assert!(matches!(
+            &events[..],
+            [RoomEvent::ParticipantLeft(ParticipantLeft { reason: LeaveReason::Removed, .. }),
+             RoomEvent::ParticipantBlocked(ParticipantBlocked { user_id: Some(user), origin: None, .. })]
+            if user == "ada"
+        ));
+        events.extend(
+            TestFramework::<Room>::with(())
+                .given(with(given.clone(), events.clone()))
+                .when_async(block("g1", "user-1"))
+                .await
+                .inspect_result()
+                .unwrap(),
+        );
+        let after = with(given, events);
+        TestFramework::<Room>::with(())
+            .given(after.clone())
+            .when_async(join("p2", user("ada")))
+            .await
+            .then_expect_error(RoomError::Blocked);
+        TestFramework::<Room>::with(())
+            .given(after.clone())
+            .when_async(guest("g2", "net-a").0)
+            .await
+            .then_expect_error(RoomError::Blocked);
+        // Another network, another user: welcome.
+        TestFramework::<Room>::with(())
+            .given(after.clone())
+            .when_async(guest("g3", "net-b").0)
+            .await
+            .then_expect_events(vec![guest("g3", "net-b").1]);
+        TestFramework::<Room>::with(())
+            .given(after)
+            .when_async(join("p4", user("bob")))
+            .await
+            .then_expect_events(vec![joined("p4", "bob")]);
+    }
+
+    #[tokio::test]
+    async fn only_the_host_blocks_and_never_themself() {
+        let given = with(
+            room(false, 50),
+            [joined("p1", "ada"), joined("h", "user-1")],
+        );
+        TestFramework::<Room>::with(())
+            .given(given.clone())
+            .when_async(block("p1", "ada"))
+            .await
+            .then_expect_error(RoomError::CannotBlock);
+        TestFramework::<Room>::with(())
+            .given(given.clone())
+            .when_async(block("h", "user-1"))
+            .await
+            .then_expect_error(RoomError::CannotBlock);
+        TestFramework::<Room>::with(())
+            .given(given)
+            .when_async(block("p1", "bob"))
+            .await
+            .then_expect_error(RoomError::NotSelfOrHost);
+    }
+
+    #[tokio::test]
+    async fn deny_all_denies_every_knock_in_one_decision() {
+        let knocks: Vec<RoomEvent> = (0..3)
+            .map(|i| {
+                let who = format!("w{i}");
+                RoomEvent::ParticipantWaiting(entered(&who, Some(&who), Role::Member, false))
+            })
+            .collect();
+        let given = with(with(room(true, 50), [joined("p1", "ada")]), knocks);
+        let deny_all = |by: &str| {
+            RoomCommand::DenyWaiting(DenyWaiting {
+                by: by.into(),
+                at: AT,
+            })
+        };
+        let denied: Vec<RoomEvent> = (0..3)
+            .map(|i| {
+                RoomEvent::ParticipantDenied(ParticipantDecided {
+                    room_id: "room-1".into(),
+                    participant_id: format!("w{i}"),
+                    by: "user-1".into(),
+                    at: AT,
+                })
+            })
+            .collect();
+        TestFramework::<Room>::with(())
+            .given(given.clone())
+            .when_async(deny_all("user-1"))
+            .await
+            .then_expect_events(denied.clone());
+        TestFramework::<Room>::with(())
+            .given(with(given.clone(), denied))
+            .when_async(deny_all("user-1"))
+            .await
+            .then_expect_events(vec![]);
+        TestFramework::<Room>::with(())
+            .given(given)
+            .when_async(deny_all("ada"))
+            .await
+            .then_expect_error(RoomError::NotHost);
+    }
+
+    #[tokio::test]
+    async fn guests_take_at_most_half_of_the_waiting_room() {
+        let knocks: Vec<RoomEvent> = (0..MAX_WAITING_GUESTS)
+            .map(|i| {
+                RoomEvent::ParticipantWaiting(entered(&format!("g{i}"), None, Role::Guest, false))
+            })
+            .collect();
+        let given = with(room(true, 50), knocks);
+        TestFramework::<Room>::with(())
+            .given(given.clone())
+            .when_async(guest("one-more", "net-z").0)
+            .await
+            .then_expect_error(RoomError::WaitingRoomFull);
+        TestFramework::<Room>::with(())
+            .given(given)
+            .when_async(join("m", user("mia")))
+            .await
+            .then_expect_events(vec![RoomEvent::ParticipantWaiting(entered(
+                "m",
+                Some("mia"),
+                Role::Member,
+                false,
+            ))]);
     }
 }

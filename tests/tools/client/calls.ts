@@ -308,6 +308,12 @@ async function main(baseUrl: string, token: string): Promise<void> {
         host.POST("/rooms/{id}/participants/{pid}/deny", pids(grace.participant.id)),
         409,
     );
+    const nobodyWaiting = await expectData(
+        "POST /rooms/{id}/waiting/deny-all",
+        host.POST("/rooms/{id}/waiting/deny-all", { params: { path: { id } } }),
+        200,
+    );
+    check(nobodyWaiting.denied === 0, `deny-all: ${show(nobodyWaiting)}`);
 
     // Grace, now in, sees who is in with her join token, then leaves.
     const joined = await expectData(
