@@ -385,11 +385,7 @@ pub struct NatsServer {
 
 impl NatsServer {
     pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let store = std::env::temp_dir().join(format!(
             "neuronmeet-test-nats-{}",
             uuid::Uuid::new_v4().simple()
@@ -405,7 +401,8 @@ impl NatsServer {
     }
 
     pub async fn restart(&mut self) {
-        let child = std::process::Command::new("nats-server")
+        let mut command = nats_server_command();
+        command
             .args([
                 "-js",
                 "-a",
@@ -414,19 +411,9 @@ impl NatsServer {
                 &self.port.to_string(),
                 "-sd",
             ])
-            .arg(&self.store)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("nats-server must be on PATH (scripts/test installs it)");
-        self.process = Some(child);
-        for _ in 0..100 {
-            if TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("nats-server did not start on port {}", self.port);
+            .arg(&self.store);
+        self.process = Some(spawn_nats_server(command));
+        wait_for_port(self.port).await;
     }
 
     pub fn stop(&mut self) {
@@ -457,17 +444,7 @@ impl NatsServer {
         &self,
         stream: &str,
     ) -> Vec<async_nats::jetstream::message::StreamMessage> {
-        let Ok(mut stream) = self.jetstream().await.get_stream(stream).await else {
-            return Vec::new();
-        };
-        let state = stream.info().await.unwrap().state.clone();
-        let mut messages = Vec::new();
-        for sequence in state.first_sequence..=state.last_sequence {
-            if let Ok(message) = stream.get_raw_message(sequence).await {
-                messages.push(message);
-            }
-        }
-        messages
+        stream_messages(&self.jetstream().await, stream).await
     }
 
     /// Waits until the stream holds at least `count` messages (or 30 s pass), then returns them.
@@ -491,6 +468,64 @@ impl Drop for NatsServer {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.store);
     }
+}
+
+/// Every message still in `stream` (purged and deleted ones are gone), in stream order.
+pub async fn stream_messages(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+) -> Vec<async_nats::jetstream::message::StreamMessage> {
+    let Ok(mut stream) = js.get_stream(stream).await else {
+        return Vec::new();
+    };
+    let state = stream.info().await.unwrap().state.clone();
+    let mut messages = Vec::new();
+    for sequence in state.first_sequence..=state.last_sequence {
+        if let Ok(message) = stream.get_raw_message(sequence).await {
+            messages.push(message);
+        }
+    }
+    messages
+}
+
+/// The nats-server to run: `NATS_SERVER` (scripts/test sets it to the pinned release), else
+/// `nats-server` on PATH.
+fn nats_server_command() -> std::process::Command {
+    let binary = std::env::var_os("NATS_SERVER").unwrap_or_else(|| "nats-server".into());
+    let mut command = std::process::Command::new(binary);
+    command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    command
+}
+
+/// Starts it, or fails the test loudly: a test that needs NATS must never pass without it.
+fn spawn_nats_server(mut command: std::process::Command) -> std::process::Child {
+    command.spawn().unwrap_or_else(|error| {
+        panic!(
+            "cannot run {:?} ({error}): set NATS_SERVER to a nats-server binary, or run the \
+             tests with scripts/test, which installs the pinned one",
+            command.get_program()
+        )
+    })
+}
+
+async fn wait_for_port(port: u16) {
+    for _ in 0..100 {
+        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nats-server did not start on port {port}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A published envelope's `sequence`: 19 digits, zero-padded, that sort as the numbers do.
@@ -527,9 +562,5 @@ pub fn envelope_position(envelope: &serde_json::Value) -> i64 {
 
 /// A local port that nothing listens on (it was free a moment ago).
 pub fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_port()
 }
