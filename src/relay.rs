@@ -84,18 +84,26 @@ impl RelayConfig {
 /// Checks a `NATS_URL`: one or more comma-separated `nats://`, `tls://`, `ws://` or `wss://`
 /// URLs with a host. (async-nats would take `not-a-url` for a host name and retry it forever.)
 pub fn parse_nats_url(text: &str) -> Result<String, String> {
-    for server in text.split(',').map(str::trim) {
-        let scheme = server.split_once("://").map(|(scheme, _)| scheme);
-        if !matches!(scheme, Some("nats" | "tls" | "ws" | "wss")) {
-            return Err(format!(
-                "`{server}` is not a NATS URL; expected nats://host:port (or tls://, ws://, wss://)"
-            ));
-        }
-        server
-            .parse::<async_nats::ServerAddr>()
-            .map_err(|e| format!("`{server}` is not a NATS URL: {e}"))?;
-    }
-    Ok(text.to_owned())
+    nats_servers(text).map(|_| text.to_owned())
+}
+
+/// The servers of a `NATS_URL`, to hand to async-nats as a list: given the text whole, it reads
+/// `nats://a:4222,nats://b:4222` as one address, and fails at the second colon.
+pub fn nats_servers(text: &str) -> Result<Vec<async_nats::ServerAddr>, String> {
+    text.split(',')
+        .map(str::trim)
+        .map(|server| {
+            let scheme = server.split_once("://").map(|(scheme, _)| scheme);
+            if !matches!(scheme, Some("nats" | "tls" | "ws" | "wss")) {
+                return Err(format!(
+                    "`{server}` is not a NATS URL; expected nats://host:port (or tls://, ws://, wss://)"
+                ));
+            }
+            server
+                .parse::<async_nats::ServerAddr>()
+                .map_err(|e| format!("`{server}` is not a NATS URL: {e}"))
+        })
+        .collect()
 }
 
 /// Checks a `NATS_STREAM`: a JetStream stream name has no spaces, dots, `*`, `>` or path
@@ -197,12 +205,16 @@ pub async fn run(
         s.status = "starting";
         s.checkpoint = checkpoint.clone();
     });
-    // Connects in the background and keeps reconnecting: NATS being down is a fault to report
-    // and retry, not a reason to stop.
-    let client = async_nats::ConnectOptions::new()
-        .retry_on_initial_connect()
-        .connect(config.nats_url.as_str())
-        .await;
+    // Connects in the background and keeps reconnecting, to any server of the list: NATS being
+    // down is a fault to report and retry, not a reason to stop.
+    let client = match nats_servers(&config.nats_url) {
+        Ok(servers) => async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect(servers)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(error) => Err(error),
+    };
     let client = match client {
         Ok(client) => client,
         Err(error) => {
@@ -769,6 +781,26 @@ pub async fn lag(pool: &PgPool, checkpoint: &str) -> Result<(i64, f64), sqlx::Er
     .bind(LAG_COUNT_LIMIT)
     .fetch_one(pool)
     .await
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::*;
+
+    #[test]
+    fn a_nats_url_list_is_split_into_its_servers() {
+        let servers = nats_servers("nats://a:4222, nats://b:4223,tls://c:4224").unwrap();
+        let hosts: Vec<(String, u16)> = servers
+            .iter()
+            .map(|s| (s.host().to_owned(), s.port()))
+            .collect();
+        assert_eq!(
+            hosts,
+            [("a".into(), 4222), ("b".into(), 4223), ("c".into(), 4224)]
+        );
+        assert!(nats_servers("nats://a:4222,").is_err());
+        assert!(nats_servers("nats://a:4222,b:4222").is_err());
+    }
 }
 
 #[cfg(test)]

@@ -18,7 +18,8 @@ pub async fn run(
     durable: &str,
     subject: &str,
 ) -> Result<(), BoxError> {
-    let js = jetstream::new(async_nats::connect(nats_url).await?);
+    let servers = crate::relay::nats_servers(nats_url)?;
+    let js = jetstream::new(async_nats::connect(servers).await?);
     let consumer: PullConsumer = js
         .get_stream(stream)
         .await?
