@@ -76,6 +76,22 @@ impl Tail {
             }
         }
     }
+
+    /// Its exit status and stderr, once it exits (killed after 20 s).
+    async fn exit(mut self) -> (Option<std::process::ExitStatus>, String) {
+        let mut status = None;
+        for _ in 0..200 {
+            status = self.child.try_wait().unwrap();
+            if status.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = self.child.kill();
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut self.child.stderr.take().unwrap(), &mut stderr).unwrap();
+        (status, stderr)
+    }
 }
 
 impl Drop for Tail {
@@ -97,4 +113,28 @@ async fn tail_takes_a_nats_url_list_with_a_server_down() {
     let lines = tail.read(2).await;
     assert!(lines[0].contains(" RoomCreated "), "{lines:?}");
     assert!(lines[1].contains(" SettingsConfigured "), "{lines:?}");
+}
+
+/// `neuronmeet tail | head -n 1`: once head has gone, the next line tail prints meets a closed
+/// pipe, and tail ends quietly, with success, as Unix filters do.
+#[tokio::test]
+async fn tail_ends_quietly_when_its_reader_goes_away() {
+    let nats = NatsServer::start().await;
+    let app = TestApp::spawn_with(with_relay(nats.relay_config())).await;
+    app.create_room(json!({})).await;
+    assert_eq!(nats.wait_for(2).await.len(), 2);
+
+    let mut tail = Tail::start(&nats.url);
+    assert_eq!(tail.read(1).await.len(), 1);
+    drop(tail.lines.take()); // head exits: the pipe's read end is closed
+    app.create_room(json!({})).await; // more to print
+    let (status, stderr) = tail.exit().await;
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}, stderr: {stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.to_lowercase().contains("error"),
+        "{stderr}"
+    );
 }
