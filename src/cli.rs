@@ -149,6 +149,10 @@ struct NatsArgs {
     /// JetStream duplicate window: re-publishes within it are dropped.
     #[arg(long, env = "NATS_DUPLICATE_WINDOW", default_value = "2m", value_parser = parse_duration)]
     nats_duplicate_window: std::time::Duration,
+    /// Servers of a NATS cluster that keep a copy of the stream the relay creates (1 to 5;
+    /// JetStream's own limit). An existing stream keeps its own.
+    #[arg(long, env = "NATS_STREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    nats_stream_replicas: u8,
 }
 
 impl NatsArgs {
@@ -156,6 +160,7 @@ impl NatsArgs {
         RelayConfig {
             stream: self.nats_stream,
             duplicate_window: self.nats_duplicate_window,
+            stream_replicas: self.nats_stream_replicas.into(),
             ..RelayConfig::new(self.nats_url)
         }
     }

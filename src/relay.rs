@@ -60,6 +60,9 @@ pub struct RelayConfig {
     pub stream: String,
     /// The duplicate window of a stream the relay creates (an existing one keeps its own).
     pub duplicate_window: Duration,
+    /// How many servers of a cluster keep a stream the relay creates (an existing one keeps
+    /// its own).
+    pub stream_replicas: usize,
     pub batch_size: i64,
     /// How long to let events gather after a partial batch while busy: fewer, larger batches
     /// for a bounded delay.
@@ -74,6 +77,7 @@ impl RelayConfig {
             nats_url: nats_url.into(),
             stream: STREAM.into(),
             duplicate_window: Duration::from_secs(120),
+            stream_replicas: 1,
             batch_size: 500,
             linger: Duration::from_millis(5),
             poll_interval: Duration::from_secs(1),
@@ -451,6 +455,7 @@ async fn ensure_stream(
                     subjects: vec![SUBJECTS.into()],
                     storage: stream::StorageType::File,
                     duplicate_window: config.duplicate_window,
+                    num_replicas: config.stream_replicas,
                     ..Default::default()
                 })
                 .await

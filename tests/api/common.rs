@@ -528,6 +528,128 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A JetStream cluster of the test's own: nodes on 127.0.0.1 (free client and route ports),
+/// each with a temporary store, that the test can kill (SIGKILL) and start again.
+pub struct NatsCluster {
+    dir: std::path::PathBuf,
+    nodes: Vec<ClusterNode>,
+}
+
+struct ClusterNode {
+    name: String,
+    port: u16,
+    config: std::path::PathBuf,
+    process: Option<std::process::Child>,
+}
+
+impl NatsCluster {
+    pub async fn start(size: usize) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "neuronmeet-test-nats-cluster-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ports: Vec<(u16, u16)> = (0..size).map(|_| (free_port(), free_port())).collect();
+        let mut nodes = Vec::new();
+        for (index, (port, route_port)) in ports.iter().enumerate() {
+            let name = format!("n{}", index + 1);
+            let routes: Vec<String> = ports
+                .iter()
+                .filter(|(_, other)| other != route_port)
+                .map(|(_, other)| format!("\"nats-route://127.0.0.1:{other}\""))
+                .collect();
+            let store = dir.join(&name);
+            let config = dir.join(format!("{name}.conf"));
+            let log = dir.join(format!("{name}.log"));
+            std::fs::write(
+                &config,
+                format!(
+                    "server_name: {name}\n\
+                     listen: \"127.0.0.1:{port}\"\n\
+                     log_file: {log:?}\n\
+                     jetstream {{ store_dir: {store:?} }}\n\
+                     cluster {{\n  name: neuronmeet-test\n  listen: \"127.0.0.1:{route_port}\"\n  \
+                     routes: [{}]\n}}\n",
+                    routes.join(", ")
+                ),
+            )
+            .unwrap();
+            nodes.push(ClusterNode {
+                name,
+                port: *port,
+                config,
+                process: None,
+            });
+        }
+        let mut cluster = Self { dir, nodes };
+        for index in 0..size {
+            cluster.spawn(index);
+        }
+        for node in &cluster.nodes {
+            wait_for_port(node.port).await;
+        }
+        cluster
+    }
+
+    fn spawn(&mut self, index: usize) {
+        let node = &mut self.nodes[index];
+        let mut command = nats_server_command();
+        command.arg("-c").arg(&node.config);
+        node.process = Some(spawn_nats_server(command));
+    }
+
+    /// Every node's URL, comma-separated: a `NATS_URL` for the whole cluster.
+    pub fn url(&self) -> String {
+        let urls: Vec<String> = self.nodes.iter().map(|n| n.url()).collect();
+        urls.join(",")
+    }
+
+    /// SIGKILL: no lame-duck mode, no leadership handed over.
+    pub fn kill(&mut self, name: &str) {
+        let node = self.nodes.iter_mut().find(|n| n.name == name).unwrap();
+        if let Some(mut child) = node.process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub async fn restart(&mut self, name: &str) {
+        let index = self.nodes.iter().position(|n| n.name == name).unwrap();
+        self.spawn(index);
+        wait_for_port(self.nodes[index].port).await;
+    }
+
+    /// A JetStream context on the nodes still running.
+    pub async fn jetstream(&self) -> async_nats::jetstream::Context {
+        let running: Vec<async_nats::ServerAddr> = self
+            .nodes
+            .iter()
+            .filter(|n| n.process.is_some())
+            .map(|n| n.url().parse().unwrap())
+            .collect();
+        let client = async_nats::connect(running).await.unwrap();
+        async_nats::jetstream::new(client)
+    }
+}
+
+impl ClusterNode {
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.process.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// A published envelope's `sequence`: 19 digits, zero-padded, that sort as the numbers do.
 pub fn envelope_sequence(envelope: &serde_json::Value) -> i64 {
     let text = envelope["sequence"].as_str().expect("sequence is a string");
