@@ -153,6 +153,11 @@ struct NatsArgs {
     /// JetStream's own limit). An existing stream keeps its own.
     #[arg(long, env = "NATS_STREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
     nats_stream_replicas: u8,
+    /// How long the relay waits for a JetStream reply or publish acknowledgement before it
+    /// takes the server for gone and starts over: the bound on the wait a stream leader that
+    /// died adds to its successor's election.
+    #[arg(long, env = "NATS_REQUEST_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    nats_request_timeout: std::time::Duration,
 }
 
 impl NatsArgs {
@@ -161,6 +166,7 @@ impl NatsArgs {
             stream: self.nats_stream,
             duplicate_window: self.nats_duplicate_window,
             stream_replicas: self.nats_stream_replicas.into(),
+            request_timeout: self.nats_request_timeout,
             ..RelayConfig::new(self.nats_url)
         }
     }

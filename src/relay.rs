@@ -46,6 +46,8 @@ const MAX_RECONCILE_WALK: u64 = 10_000;
 /// First wait before looking again for events held back by an older transaction; it doubles up
 /// to the poll interval while that transaction runs.
 const HELD_BACK_FIRST_WAIT: Duration = Duration::from_millis(20);
+/// The pause before retrying after a NATS fault; see `Fault::retry_after`.
+const NATS_RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// The backlog is counted up to this many events, so that /readyz stays cheap.
 pub const LAG_COUNT_LIMIT: i64 = 10_000;
 
@@ -63,6 +65,9 @@ pub struct RelayConfig {
     /// How many servers of a cluster keep a stream the relay creates (an existing one keeps
     /// its own).
     pub stream_replicas: usize,
+    /// How long to wait for a JetStream API reply or a publish ack before taking the server
+    /// for gone and starting over (a stream leader that died answers nothing).
+    pub request_timeout: Duration,
     pub batch_size: i64,
     /// How long to let events gather after a partial batch while busy: fewer, larger batches
     /// for a bounded delay.
@@ -78,6 +83,7 @@ impl RelayConfig {
             stream: STREAM.into(),
             duplicate_window: Duration::from_secs(120),
             stream_replicas: 1,
+            request_timeout: Duration::from_secs(1),
             batch_size: 500,
             linger: Duration::from_millis(5),
             poll_interval: Duration::from_secs(1),
@@ -190,6 +196,17 @@ impl Fault {
         }
     }
 
+    /// NATS faults are retried almost at once: most pass within seconds (a stream leader
+    /// elected, a client reconnected to another server), and each request already waits
+    /// `request_timeout` when nothing answers, so retrying cannot spin. The pause only spaces
+    /// out instant refusals ("no responders" while a stream has no leader).
+    fn retry_after(&self) -> Duration {
+        match self {
+            Self::Nats(_) => NATS_RETRY_PAUSE,
+            _ => Duration::from_secs(1),
+        }
+    }
+
     fn nats(error: impl Into<BoxError>) -> Self {
         Self::Nats(error.into())
     }
@@ -230,7 +247,15 @@ pub async fn run(
             return;
         }
     };
-    let js = jetstream::new(client);
+    // A JetStream request that a stream leader cannot answer (it died, or none is elected
+    // yet) is never answered: without a bound of our own, async-nats waits 10 s for API
+    // replies and 5 s for acks, and each leader change stalled publishing that much longer.
+    // Acks of a healthy server take milliseconds (each one's wait starts when it is awaited,
+    // after those before it), so a short bound costs nothing but a retry on a slow server.
+    let js = jetstream::ContextBuilder::new()
+        .timeout(config.request_timeout)
+        .ack_timeout(config.request_timeout)
+        .build(client);
     while !stopping(&shutdown) {
         if let Err(fault) = lead(&pool, &js, &config, &checkpoint, &status, &mut shutdown).await {
             let reason = fault.reason();
@@ -240,7 +265,7 @@ pub async fn run(
                 s.status = "degraded";
                 s.reason = Some(reason);
             });
-            sleep_or_shutdown(Duration::from_secs(1), &mut shutdown).await;
+            sleep_or_shutdown(fault.retry_after(), &mut shutdown).await;
         }
     }
     tracing::info!("relay stopped");
