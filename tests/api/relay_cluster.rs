@@ -276,7 +276,15 @@ async fn a_stream_leader_killed_under_load_loses_and_duplicates_nothing() {
             "round {round}: replicas not current"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let leader = stream_leader(&js).await.expect("a stream leader");
+        let mut leader = None;
+        for _ in 0..100 {
+            leader = stream_leader(&js).await;
+            if leader.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let leader = leader.expect("a stream leader");
         let before = app.relay_status.get().published;
         let killed_at = Instant::now();
         cluster.kill(&leader);
