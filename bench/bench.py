@@ -4,6 +4,7 @@ storm across two instances, a long room), relay, replay and memory; run by
 bench/run, which starts the private PostgreSQL and nats-server this uses. Standard library only.
 Figures are printed and written as measured: nothing here edits them."""
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -50,8 +51,12 @@ LONG_JOINS = int(os.environ.get("BENCH_LONG_JOINS", "200"))
 # BENCH_ONLY=patch runs only the PATCH measurement (and its pgbench), BENCH_ONLY=joins only the
 # joins; either merges its entry into OUT.
 ONLY = os.environ.get("BENCH_ONLY", "")
-if ONLY not in ("", "patch", "joins", "overload", "leader_kill"):
-    raise SystemExit(f"BENCH_ONLY={ONLY!r}: expected empty (everything), patch, joins, overload or leader_kill")
+if ONLY not in ("", "patch", "joins", "overload", "slow", "leader_kill"):
+    raise SystemExit(f"BENCH_ONLY={ONLY!r}: expected empty (everything), patch, joins, overload, slow or leader_kill")
+# Slow sockets: SLOW_BODIES sockets trickle a join body a byte a second (reconnecting when
+# answered) and HALF_HEADS send half a request head (reconnecting when closed), while wrk
+# creates rooms from 8 connections; the same wrk run without them is the baseline.
+SLOW_BODIES, HALF_HEADS = 300, 300
 # Leader kill: a three-node NATS cluster (sync_interval: always, the stream R3) under POST /rooms
 # at LEADER_KILL_CONNECTIONS for LEADER_KILL_SECONDS; its stream leader is stopped at each of
 # LEADER_KILL_AT (seconds into the run) with the signal beside it, and started again once
@@ -1074,9 +1079,124 @@ def main_overload_only(info):
     replace_entry("overload", run_overload(info), info, print_overload)
 
 
+class SlowSockets:
+    """The slow-socket attack, on an asyncio loop of its own thread, until `stop`."""
+
+    def __init__(self, port):
+        self.port, self.answered, self.closed = port, 0, 0
+        self.loop = asyncio.new_event_loop()
+        self.stopping = None
+        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(self.run(),))
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_):
+        self.loop.call_soon_threadsafe(self.stopping.set)
+        self.thread.join(timeout=30)
+
+    async def run(self):
+        self.stopping = asyncio.Event()
+        tasks = [asyncio.create_task(self.slow_body()) for _ in range(SLOW_BODIES)]
+        tasks += [asyncio.create_task(self.half_head()) for _ in range(HALF_HEADS)]
+        await self.stopping.wait()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def slow_body(self):
+        body = b'{"displayName": "slow loris"}'
+        head = (b"POST /rooms/code/abc-def-ghi/join HTTP/1.1\r\nHost: bench\r\n"
+                b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
+        while True:
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                writer.write(head)
+                for byte in body:
+                    writer.write(bytes([byte]))
+                    await writer.drain()
+                    try:
+                        if await asyncio.wait_for(reader.read(1), 1.0):
+                            self.answered += 1
+                        break  # answered, or closed: connect again
+                    except asyncio.TimeoutError:
+                        pass
+                writer.close()
+            except OSError:
+                await asyncio.sleep(0.1)
+
+    async def half_head(self):
+        while True:
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                writer.write(b"GET /rooms/code/abc-def-ghi HTTP/1.1\r\nHost: be")
+                await writer.drain()
+                await reader.read()  # until the server closes it
+                self.closed += 1
+                writer.close()
+            except OSError:
+                await asyncio.sleep(0.1)
+
+
+def slow_clients(base, token):
+    """Ordinary creates (wrk, 8 connections) without, then with, the slow-socket attack."""
+    wrk(base, token, 8, duration=3)  # warm-up
+    port = int(base.rsplit(":", 1)[1])
+    runs = {}
+    for attacked in (False, True):
+        log(f"POST /rooms at concurrency 8 for {DURATION}s" + (
+            f", with {SLOW_BODIES} slow bodies and {HALF_HEADS} half heads" if attacked else ""))
+        if attacked:
+            with SlowSockets(port) as attack:
+                time.sleep(2)  # the attack under way before the measurement
+                result = wrk(base, token, 8)
+            result.update(slow_bodies_answered=attack.answered, half_heads_closed=attack.closed)
+        else:
+            result = wrk(base, token, 8)
+        answered = result["created"] + result["errors"]
+        result["ok_ratio"] = round(result["created"] / answered, 4) if answered else None
+        runs["attacked" if attacked else "baseline"] = result
+    runs["concurrency_limit_after"] = counter(base, "http_concurrency_limit")
+    runs["shed_slow_body"] = counter(base, "http_requests_shed_total", 'reason="slow_body"')
+    return runs
+
+
+def print_slow(r):
+    print("\nSlow sockets: POST /rooms from 8 connections (wrk), without and with "
+          f"{SLOW_BODIES} sockets trickling a join body a byte a second and {HALF_HEADS} sending half a head:")
+    print("| run | created/s | answered normally | p50 ms | p99 ms | errors |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name in ("baseline", "attacked"):
+        x = r[name]
+        print(f"| {name} | {x['rps']} | {x['ok_ratio']:.2%} | {x['p50_us'] / 1000:.2f} | "
+              f"{x['p99_us'] / 1000:.2f} | {x['errors']} |")
+    a = r["attacked"]
+    print(f"slow bodies answered (408): {a['slow_bodies_answered']}, half heads closed: "
+          f"{a['half_heads_closed']}, 408s counted by the service: {r['shed_slow_body']:.0f}, "
+          f"concurrency limit after: {r['concurrency_limit_after']:.0f}")
+
+
+def run_slow(info):
+    url = database("bench_slow")
+    process, base, token = start_service(url)
+    try:
+        return dict(slow_clients(base, token), started=now(), commit=commit(), machine=info)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def main_slow_only(info):
+    replace_entry("slow_clients", run_slow(info), info, print_slow)
+
+
 def main():
     info = machine()
     log("machine: " + json.dumps(info))
+    if ONLY == "slow":
+        main_slow_only(info)
+        return
     if ONLY == "overload":
         main_overload_only(info)
         return
@@ -1117,6 +1237,7 @@ def main():
     results["replay"] = replay()
     results["joins"] = joins_results(info)
     results["overload"] = run_overload(info)
+    results["slow_clients"] = run_slow(info)
     results["leader_kill"] = leader_kill(info)
 
     at32 = next((r for r in results["http"] if r["connections"] == 32), None)
@@ -1251,6 +1372,8 @@ def print_table(r):
         print_joins(r["joins"])
     if "overload" in r:
         print_overload(r["overload"])
+    if "slow_clients" in r:
+        print_slow(r["slow_clients"])
     if "leader_kill" in r:
         print_leader_kill(r["leader_kill"])
     print(f"summary: {OUT}")

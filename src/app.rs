@@ -21,11 +21,12 @@ pub fn build(
     relay: RelayStatus,
     limits: &Limits,
 ) -> Router {
-    let mut commands = RoomCommands::new(pool.clone(), codes);
+    let mut commands = RoomCommands::new(pool.clone(), codes, limits.write_lock_timeout);
     if !limits.room_turns {
         commands = commands.without_room_turns();
     }
     let state = AppState {
+        checks: http::Checks::start(pool.clone(), relay.clone()),
         pool,
         tokens,
         commands,
@@ -36,13 +37,13 @@ pub fn build(
     http::router(state, limits)
 }
 
-/// Serves until `shutdown` completes, then lets in-flight requests finish.
+/// Serves until `shutdown` completes, then lets requests in flight finish (within
+/// `limits.shutdown_timeout`).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    http::serve(listener, app, limits, shutdown).await
 }

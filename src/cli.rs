@@ -26,6 +26,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start: the size of `serve`'s settings costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Apply pending migrations, then serve the HTTP API.
@@ -79,7 +81,7 @@ struct JwtArgs {
 #[derive(Args)]
 struct ProviderArgs {
     /// The provider's JWKS URL (e.g. https://TENANT.auth0.com/.well-known/jwks.json). Needs
-    /// JWT_ISSUER and JWT_AUDIENCE.
+    /// JWT_ISSUER and JWT_AUDIENCE. Redirects are followed only to https URLs.
     #[arg(long, env = "JWT_JWKS_URL", conflicts_with = "jwt_jwks_file")]
     jwt_jwks_url: Option<String>,
     /// A file holding the provider's JWKS, instead of a URL.
@@ -227,6 +229,23 @@ struct ServeArgs {
     /// Longest a request may take before it gets a 503 (a command it started still completes).
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     request_timeout: std::time::Duration,
+    /// A request head (or the next one on a keep-alive connection) not received within this
+    /// closes the connection.
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    header_read_timeout: std::time::Duration,
+    /// A request body not received within this gets a 408.
+    #[arg(long, env = "BODY_READ_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    body_read_timeout: std::time::Duration,
+    /// The most connections open at once; beyond, new ones wait in the listen backlog.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// On SIGTERM, requests in flight get this long to finish; then every connection is closed.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    shutdown_timeout: std::time::Duration,
+    /// The longest a write waits for a lock another transaction holds (a stuck instance's
+    /// transaction, say); then that command alone gets a 503, unwritten.
+    #[arg(long, env = "WRITE_LOCK_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    write_lock_timeout: std::time::Duration,
     /// The most requests served at once. The limit adapts between 4 × the pool size and this;
     /// beyond it, requests are refused at once with a 503 rather than queued.
     #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = 512)]
@@ -238,7 +257,8 @@ struct ServeArgs {
     /// Mean request latency above which the adaptive concurrency limit comes down.
     #[arg(long, env = "LATENCY_TARGET", default_value = "50ms", value_parser = parse_duration)]
     latency_target: std::time::Duration,
-    /// Comma-separated origins allowed by CORS (e.g. https://app.example.com). Unset: CORS off.
+    /// Comma-separated origins allowed by CORS (e.g. https://app.example.com), or `*` for any
+    /// origin. Unset: CORS off.
     #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',')]
     cors_origins: Vec<axum::http::HeaderValue>,
 }
@@ -463,6 +483,11 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     ));
     let limits = Limits {
         request_timeout: args.request_timeout,
+        header_read_timeout: args.header_read_timeout,
+        body_read_timeout: args.body_read_timeout,
+        max_connections: args.max_connections as usize,
+        shutdown_timeout: args.shutdown_timeout,
+        write_lock_timeout: args.write_lock_timeout,
         max_concurrent_requests: args.max_concurrent_requests,
         min_concurrent_requests: 4 * args.database.database_max_connections as usize,
         latency_target: args.latency_target,
@@ -485,7 +510,7 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
                 .map_err(|e| format!("cannot listen on port {}: {e}", args.port))?,
         };
     tracing::info!(address = %listener.local_addr()?, "serving");
-    app::serve(listener, app, shutdown_signal()).await?;
+    app::serve(listener, app, limits, shutdown_signal()).await?;
     // In-flight requests are done; the relay publishes what they committed, then stops.
     stop.send_replace(true);
     relay.await?;

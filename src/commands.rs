@@ -2,6 +2,7 @@
 //! conflict retries for existing ones, and no cancellation.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 
 use aggregates::{CreateRoom, Host, Room, RoomCommand, RoomError, RoomEvent};
@@ -13,6 +14,7 @@ use projections::RoomView;
 
 use crate::codes::CodeGenerator;
 use crate::db;
+use crate::deadline::{self, Deadline, Expired};
 use crate::event_store::{EventRepository, RoomStore};
 use crate::idempotency::{self, Idempotency, KeyBusy, KeyUsed};
 use crate::read_models::room_states;
@@ -46,6 +48,9 @@ pub enum CommandError {
     KeyUsed,
     #[error("a request with this idempotency key is still being processed; retry shortly")]
     KeyBusy,
+    /// The request's deadline passed before the command was written: it was not.
+    #[error(transparent)]
+    Expired(#[from] Expired),
     #[error("the database is unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("the command failed")]
@@ -62,9 +67,14 @@ pub struct RoomCommands {
 }
 
 impl RoomCommands {
-    pub fn new(pool: PgPool, codes: Arc<dyn CodeGenerator>) -> Self {
+    /// `lock_timeout`: the longest a write waits for a lock another transaction holds.
+    pub fn new(
+        pool: PgPool,
+        codes: Arc<dyn CodeGenerator>,
+        lock_timeout: std::time::Duration,
+    ) -> Self {
         Self {
-            store: Arc::new(EventRepository::new(pool.clone()).into_store()),
+            store: Arc::new(EventRepository::new(pool.clone(), lock_timeout).into_store()),
             pool,
             codes,
             queues: Some(Arc::default()),
@@ -92,13 +102,14 @@ impl RoomCommands {
         idempotency: Option<Idempotency>,
     ) -> Result<RoomView, CommandError> {
         let commands = self.clone();
-        let outcome = tokio::spawn(async move {
+        let deadline = Deadline::current();
+        let outcome = tokio::spawn(within(deadline, async move {
             let create = commands.create_room_to_completion(room, host, request_id);
             match idempotency {
                 Some(key) => idempotency::CURRENT.scope(key, create).await,
                 None => create.await,
             }
-        })
+        }))
         .await
         .map_err(|join| CommandError::Failed(Box::new(join)))
         .flatten();
@@ -121,11 +132,12 @@ impl RoomCommands {
         let name = command.name();
         let commands = self.clone();
         let room_id = room_id.to_owned();
-        let outcome = tokio::spawn(async move {
+        let deadline = Deadline::current();
+        let outcome = tokio::spawn(within(deadline, async move {
             commands
                 .execute_to_completion(&room_id, command, request_id)
                 .await
-        })
+        }))
         .await
         .map_err(|join| CommandError::Failed(Box::new(join)))
         .flatten();
@@ -146,12 +158,22 @@ impl RoomCommands {
         // Commands on one room are decided one after another in this instance: a crowd joining
         // one room would otherwise conflict, reload and conflict again. Across instances the
         // events' primary key still decides, and the loser is decided again.
+        // The wait for a turn ends at the request's deadline: a command is not started past it.
+        let request_deadline = Deadline::current();
         let _turn = match &self.queues {
-            Some(queues) => Some(queues.turn(room_id).await),
+            Some(queues) => Some(match &request_deadline {
+                Some(at) => tokio::time::timeout_at(at.at(), queues.turn(room_id))
+                    .await
+                    .map_err(|_| Expired)?,
+                None => queues.turn(room_id).await,
+            }),
             None => None,
         };
         let deadline = tokio::time::Instant::now() + CONFLICT_DEADLINE;
         for attempt in 1u64.. {
+            if request_deadline.as_ref().is_some_and(Deadline::passed) {
+                return Err(Expired.into());
+            }
             let mut context = self.load(room_id).await?;
             command.stamp(now());
             let sink = EventSink::default();
@@ -190,7 +212,7 @@ impl RoomCommands {
     async fn record(&self, command: &'static str, error: Option<&CommandError>) {
         let busy = match error {
             Some(CommandError::Unavailable(cause)) => {
-                crate::http::is_pool_timeout(cause.as_ref()) && db::saturated(&self.pool).await
+                db::is_pool_timeout(cause.as_ref()) && db::saturated(&self.pool).await
             }
             _ => false,
         };
@@ -201,6 +223,7 @@ impl RoomCommands {
             Some(CommandError::Conflict) => ("conflict", None),
             Some(CommandError::KeyUsed) => ("rejected", Some("idempotency_key_used")),
             Some(CommandError::KeyBusy) => ("rejected", Some("idempotency_key_busy")),
+            Some(CommandError::Expired(_)) => ("expired", None),
             // Waiting out a pool that stays taken while the database answers is not an outage.
             Some(CommandError::Unavailable(_)) if busy => ("pool_timeout", None),
             Some(CommandError::Unavailable(_)) => ("unavailable", None),
@@ -328,6 +351,14 @@ fn room_view(events: &[RoomEvent]) -> Result<RoomView, CommandError> {
     view.ok_or_else(|| CommandError::Failed("a create made no events".into()))
 }
 
+/// Runs `command` with the request's deadline, if it has one, visible to the event store.
+async fn within<T>(deadline: Option<Deadline>, command: impl Future<Output = T>) -> T {
+    match deadline {
+        Some(deadline) => deadline::CURRENT.scope(deadline, command).await,
+        None => command.await,
+    }
+}
+
 /// One queue per room with commands in flight in this instance.
 #[derive(Default)]
 struct RoomQueues(std::sync::Mutex<HashMap<String, std::sync::Weak<tokio::sync::Mutex<()>>>>);
@@ -372,8 +403,11 @@ impl From<AggregateError<RoomError>> for CommandError {
             AggregateError::UserError(rejected) => Self::Rejected(rejected),
             AggregateError::AggregateConflict => Self::Conflict,
             AggregateError::DatabaseConnectionError(source) => Self::Unavailable(source),
-            AggregateError::UnexpectedError(source)
-            | AggregateError::DeserializationError(source) => Self::Failed(source),
+            AggregateError::UnexpectedError(source) => match source.downcast::<Expired>() {
+                Ok(expired) => Self::Expired(*expired),
+                Err(source) => Self::Failed(source),
+            },
+            AggregateError::DeserializationError(source) => Self::Failed(source),
         }
     }
 }

@@ -20,6 +20,14 @@ pub fn pool_options(max_connections: u32) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(ACQUIRE_TIMEOUT)
+        // Each is a server process forked: a count that climbs with the traffic means
+        // connections are being thrown away instead of reused.
+        .after_connect(|_, _| {
+            Box::pin(async {
+                metrics::counter!("db_connections_opened_total").increment(1);
+                Ok(())
+            })
+        })
         .after_release(|_, _| {
             LAST_RELEASE_MS.store(unix_ms(), Ordering::Relaxed);
             Box::pin(async { Ok(true) })
@@ -95,11 +103,19 @@ pub struct Tx {
 }
 
 impl Tx {
-    pub async fn begin(pool: &PgPool) -> Result<Self, sqlx::Error> {
+    /// Begins a write whose lock waits end after `lock_timeout` (`WRITE_LOCK_TIMEOUT`): a
+    /// transaction that holds a room's rows and does not finish (an instance frozen mid-write)
+    /// must not stall every write queued behind it.
+    pub async fn begin(pool: &PgPool, lock_timeout: Duration) -> Result<Self, sqlx::Error> {
         let mut tx = Self {
             conn: Some(pool.acquire().await?),
         };
-        tx.conn().execute("BEGIN").await?;
+        // One round trip: the simple protocol takes both statements at once.
+        let begin = format!(
+            "BEGIN; SET LOCAL lock_timeout = {}",
+            lock_timeout.as_millis().max(1)
+        );
+        tx.conn().execute(begin.as_str()).await?;
         Ok(tx)
     }
 
@@ -115,6 +131,16 @@ impl Tx {
         self.conn.take();
         Ok(())
     }
+
+    /// Rolls back and returns the connection to the pool (a conflict or a refusal is common:
+    /// closing would cost a new backend each time); closes it if ROLLBACK does not succeed
+    /// promptly.
+    pub async fn rollback(mut self) {
+        let rollback = self.conn().execute("ROLLBACK");
+        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), rollback).await {
+            self.conn.take();
+        }
+    }
 }
 
 impl Drop for Tx {
@@ -126,9 +152,21 @@ impl Drop for Tx {
 }
 
 /// Connects lazily: the service starts, and answers 503, while the database is down.
+///
+/// The server is told to end the sessions of an instance that vanished or froze, so that what
+/// they hold (row locks of a transaction in flight, above all) is released within seconds, not
+/// after the kernel's two hours: TCP keepalives, a timeout on unacknowledged data, and an end
+/// to a transaction left idle.
 pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = url.parse()?;
-    Ok(pool_options(max_connections).connect_lazy_with(options.application_name("neuronmeet")))
+    let options = options.application_name("neuronmeet").options([
+        ("tcp_keepalives_idle", "10"),
+        ("tcp_keepalives_interval", "5"),
+        ("tcp_keepalives_count", "3"),
+        ("tcp_user_timeout", "30000"),
+        ("idle_in_transaction_session_timeout", "10000"),
+    ]);
+    Ok(pool_options(max_connections).connect_lazy_with(options))
 }
 
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
@@ -151,6 +189,23 @@ pub fn is_unavailable(error: &sqlx::Error) -> bool {
         }),
         _ => false,
     }
+}
+
+/// True when a lock wait ended at `lock_timeout`.
+pub fn is_lock_timeout(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03"))
+}
+
+/// True when `error` or one of its causes is the pool's acquire timeout.
+pub fn is_pool_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if matches!(error.downcast_ref(), Some(sqlx::Error::PoolTimedOut)) {
+            return true;
+        }
+        next = error.source();
+    }
+    false
 }
 
 /// Name of the constraint a unique violation broke, if the error is one.

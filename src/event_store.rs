@@ -5,6 +5,8 @@
 //! projections in ONE transaction: the read model can never miss a committed event, and the
 //! unique room code is enforced by a constraint inside that same transaction.
 
+use std::time::Duration;
+
 use aggregates::Room;
 use cqrs_es::persist::{
     PersistedEventRepository, PersistedEventStore, PersistenceError, ReplayStream, SerializedEvent,
@@ -16,6 +18,7 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 
 use crate::db::{self, Tx};
+use crate::deadline::Deadline;
 use crate::group_commit::{GroupCommit, Write};
 use crate::idempotency::{self, KeyBusy, KeyUsed};
 use crate::read_models::{self, StoredEvent};
@@ -23,18 +26,23 @@ use crate::read_models::{self, StoredEvent};
 pub type RoomStore = PersistedEventStore<EventRepository, Room>;
 
 pub struct EventRepository {
-    pool: PgPool,
+    writer: Writer,
     reads: PostgresEventRepository,
     batches: GroupCommit,
 }
 
+/// The longest a write waits for a lock held by another transaction (`WRITE_LOCK_TIMEOUT`).
+pub const WRITE_LOCK_TIMEOUT: Duration = Duration::from_secs(1);
+
 impl EventRepository {
-    /// Starts its writers on the current tokio runtime.
-    pub fn new(pool: PgPool) -> Self {
+    /// Starts its writers on the current tokio runtime; their lock waits end after
+    /// `lock_timeout`.
+    pub fn new(pool: PgPool, lock_timeout: Duration) -> Self {
+        let writer = Writer { pool, lock_timeout };
         Self {
-            reads: PostgresEventRepository::new(pool.clone()),
-            batches: GroupCommit::start(Writer(pool.clone())),
-            pool,
+            reads: PostgresEventRepository::new(writer.pool.clone()),
+            batches: GroupCommit::start(writer.clone()),
+            writer,
         }
     }
 
@@ -53,43 +61,80 @@ impl EventRepository {
         let Ok(key) = idempotency::CURRENT.try_with(Clone::clone) else {
             return self.batches.write(events.to_vec()).await;
         };
-        let mut tx = Tx::begin(&self.pool).await.map_err(persistence_error)?;
-        if !idempotency::claim(tx.conn(), &key)
+        let deadline = Deadline::current();
+        if let Some(deadline) = &deadline {
+            deadline
+                .begin_write()
+                .map_err(|expired| PersistenceError::UnknownError(Box::new(expired)))?;
+        }
+        let written = self.insert_keyed(events, &key).await;
+        if let Some(deadline) = &deadline {
+            deadline.end_write();
+        }
+        written
+    }
+
+    async fn insert_keyed(
+        &self,
+        events: &[SerializedEvent],
+        key: &idempotency::Idempotency,
+    ) -> Result<(), PersistenceError> {
+        let mut tx = self.writer.begin().await?;
+        if !idempotency::claim(tx.conn(), key)
             .await
             .map_err(persistence_error)?
         {
+            tx.rollback().await;
             return Err(PersistenceError::UnknownError(Box::new(KeyBusy)));
         }
         let events: Vec<&SerializedEvent> = events.iter().collect();
-        write(tx, &events, Some(&key))
+        write(tx, &events, Some(key), self.writer.bound())
             .await
             .map_err(persistence_error)
     }
 }
 
 /// Writes batches of commands (group commit): each batch in one transaction of its own.
-struct Writer(PgPool);
+#[derive(Clone)]
+struct Writer {
+    pool: PgPool,
+    lock_timeout: Duration,
+}
+
+impl Writer {
+    /// How long a write's statements may take: its lock waits, and a little more.
+    fn bound(&self) -> Duration {
+        self.lock_timeout + WRITE_TIMEOUT
+    }
+
+    /// A transaction for a write, begun within [`WRITE_TIMEOUT`].
+    async fn begin(&self) -> Result<Tx, PersistenceError> {
+        tokio::time::timeout(WRITE_TIMEOUT, Tx::begin(&self.pool, self.lock_timeout))
+            .await
+            .map_err(|_| stalled("beginning", WRITE_TIMEOUT))
+            .flatten()
+            .map_err(persistence_error)
+    }
+}
 
 impl Write for Writer {
     async fn write(&self, events: &[&SerializedEvent]) -> Result<(), PersistenceError> {
-        let tx = Tx::begin(&self.0).await.map_err(persistence_error)?;
-        write(tx, events, None).await.map_err(persistence_error)
+        let tx = self.begin().await?;
+        write(tx, events, None, self.bound())
+            .await
+            .map_err(persistence_error)
     }
 
-    /// A constraint (a code taken, a conflict: class 23), a deadlock or a serialization failure
-    /// (class 40) may concern one command of the batch only.
+    /// Any error the database raised before COMMIT may concern one command of the batch only
+    /// (a code taken, a conflict, a room whose rows another transaction holds, a row that does
+    /// not decode): the batch was rolled back, and its commands are written one by one. Not
+    /// the database going away or stalling: that is every command's answer.
     fn worth_splitting(&self, error: &PersistenceError) -> bool {
         match error {
-            PersistenceError::OptimisticLockError => true,
-            PersistenceError::UnknownError(error) => match error.downcast_ref::<sqlx::Error>() {
-                Some(sqlx::Error::Database(db)) => db
-                    .code()
-                    .is_some_and(|code| code.starts_with("23") || code.starts_with("40")),
-                Some(_) => false,
-                // What a constraint meant to the command (CodeTaken, KeyUsed, ...).
-                None => true,
-            },
-            _ => false,
+            PersistenceError::ConnectionError(error) => error
+                .downcast_ref::<sqlx::Error>()
+                .is_some_and(db::is_lock_timeout),
+            _ => true,
         }
     }
 
@@ -99,26 +144,60 @@ impl Write for Writer {
 }
 
 /// The events, the inline projections of them and the idempotency record, in `tx`, committed.
+///
+/// A database that stops answering (a network stall, a frozen host) must not hold a write, and
+/// the requests waiting for its outcome, for as long as TCP takes to notice: past
+/// `bound` (its lock waits and [`WRITE_TIMEOUT`] more) the connection is closed, which rolls
+/// the transaction back unless its
+/// COMMIT was already sent (then, as after any connection lost during COMMIT, the outcome is
+/// unknown).
 async fn write(
     mut tx: Tx,
     events: &[&SerializedEvent],
     key: Option<&idempotency::Idempotency>,
+    bound: Duration,
 ) -> Result<(), sqlx::Error> {
-    insert_events(tx.conn(), events).await?;
-    let stored = events
-        .iter()
-        .map(|e| StoredEvent {
-            aggregate_type: &e.aggregate_type,
-            aggregate_id: &e.aggregate_id,
-            sequence: e.sequence as i64,
-            payload: &e.payload,
-        })
-        .collect::<Vec<_>>();
-    read_models::apply_all(tx.conn(), &stored).await?;
-    if let (Some(key), Some(first)) = (key, events.first()) {
-        idempotency::record(tx.conn(), key, &first.aggregate_id).await?;
+    let statements = async {
+        insert_events(tx.conn(), events).await?;
+        let stored = events
+            .iter()
+            .map(|e| StoredEvent {
+                aggregate_type: &e.aggregate_type,
+                aggregate_id: &e.aggregate_id,
+                sequence: e.sequence as i64,
+                payload: &e.payload,
+            })
+            .collect::<Vec<_>>();
+        read_models::apply_all(tx.conn(), &stored).await?;
+        if let (Some(key), Some(_)) = (key, events.first()) {
+            idempotency::record(tx.conn(), key, &stored).await?;
+        }
+        Ok::<_, sqlx::Error>(())
+    };
+    match tokio::time::timeout(bound, statements).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            if !db::is_unavailable(&error) {
+                tx.rollback().await;
+            }
+            return Err(error);
+        }
+        Err(_) => return Err(stalled("writing", bound)),
     }
-    tx.commit().await
+    tokio::time::timeout(WRITE_TIMEOUT, tx.commit())
+        .await
+        .map_err(|_| stalled("committing", WRITE_TIMEOUT))?
+}
+
+/// The longest a write's statements, and then its COMMIT, may take. Lock waits end sooner
+/// ([`WRITE_LOCK_TIMEOUT`]); this bounds a database that stopped answering.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn stalled(doing: &str, after: Duration) -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("the database did not answer within {after:?} while {doing}"),
+    ))
 }
 
 /// One statement for all events of the commands, each room's in sequence order.
@@ -166,7 +245,10 @@ fn persistence_error(error: sqlx::Error) -> PersistenceError {
             Some(meaning) => PersistenceError::UnknownError(meaning),
             None => PersistenceError::UnknownError(Box::new(error)),
         },
-        _ if db::is_unavailable(&error) => PersistenceError::ConnectionError(Box::new(error)),
+        // A lock held past the lock timeout: not written, and worth retrying soon (503).
+        _ if db::is_unavailable(&error) || db::is_lock_timeout(&error) => {
+            PersistenceError::ConnectionError(Box::new(error))
+        }
         _ => PersistenceError::UnknownError(Box::new(error)),
     }
 }

@@ -20,6 +20,8 @@ use cqrs_es::persist::{PersistenceError, SerializedEvent};
 use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
+use crate::deadline::{Deadline, Expired};
+
 /// Writers, each with its own transaction in flight: while one commits, the next batch fills.
 const WRITERS: usize = 2;
 /// The most commands in one transaction (a few hundred events, well under a statement's limits).
@@ -45,7 +47,34 @@ pub trait Write: Send + Sync + 'static {
 struct Pending {
     events: Vec<SerializedEvent>,
     queued: Instant,
+    /// The deadline of the command's request: a writer takes the command only before it.
+    deadline: Option<Deadline>,
     done: oneshot::Sender<Result<(), PersistenceError>>,
+}
+
+impl Pending {
+    /// Whether a writer may write the command now; if not, it is answered unwritten.
+    fn claim<W: Write>(self, writer: &W) -> Option<Self> {
+        let refusal = if self.queued.elapsed() > MAX_WAIT {
+            writer.waited_too_long()
+        } else {
+            match self.deadline.as_ref().map(Deadline::begin_write) {
+                Some(Err(expired)) => PersistenceError::UnknownError(Box::new(expired)),
+                _ => return Some(self),
+            }
+        };
+        let _ = self.done.send(Err(refusal));
+        None
+    }
+
+    /// Tells the command its outcome; its write is over before it hears of it, so that it may
+    /// be decided and written again.
+    fn answer(self, outcome: Result<(), PersistenceError>) {
+        if let Some(deadline) = &self.deadline {
+            deadline.end_write();
+        }
+        let _ = self.done.send(outcome);
+    }
 }
 
 pub struct GroupCommit {
@@ -66,12 +95,17 @@ impl GroupCommit {
 
     /// Writes one command's events, with whichever commands queue up beside them.
     pub async fn write(&self, events: Vec<SerializedEvent>) -> Result<(), PersistenceError> {
+        let deadline = Deadline::current();
+        if deadline.as_ref().is_some_and(Deadline::passed) {
+            return Err(PersistenceError::UnknownError(Box::new(Expired)));
+        }
         let (done, outcome) = oneshot::channel();
         metrics::gauge!("event_store_waiting_commands").increment(1.0);
         let queued = Instant::now();
         if let Err(unsent) = self.queue.send(Pending {
             events,
             queued,
+            deadline,
             done,
         }) {
             drop(unsent);
@@ -116,19 +150,20 @@ async fn run<W: Write>(writer: Arc<W>, arrivals: Arc<Mutex<mpsc::UnboundedReceiv
 }
 
 async fn write_batch<W: Write>(writer: &W, batch: Vec<Pending>) {
-    let (stale, mut batch): (Vec<_>, Vec<_>) = batch
+    let mut batch: Vec<Pending> = batch
         .into_iter()
-        .partition(|pending| pending.queued.elapsed() > MAX_WAIT);
-    for pending in stale {
-        let _ = pending.done.send(Err(writer.waited_too_long()));
-    }
+        .filter_map(|pending| pending.claim(writer))
+        .collect();
     if batch.is_empty() {
         return;
     }
     metrics::histogram!("event_store_batch_commands").record(batch.len() as f64);
     if batch.len() == 1 {
-        let Pending { events, done, .. } = batch.pop().expect("one command");
-        let _ = done.send(writer.write(&events.iter().collect::<Vec<_>>()).await);
+        let pending = batch.pop().expect("one command");
+        let written = writer
+            .write(&pending.events.iter().collect::<Vec<_>>())
+            .await;
+        pending.answer(written);
         return;
     }
     // Rooms in one order in every batch: two batches inserting events of the same rooms take
@@ -147,14 +182,17 @@ async fn write_batch<W: Write>(writer: &W, batch: Vec<Pending>) {
     match written {
         Ok(()) => {
             for pending in batch {
-                let _ = pending.done.send(Ok(()));
+                pending.answer(Ok(()));
             }
         }
         Err(error) if writer.worth_splitting(&error) => {
             // Rolled back whole: each command alone now gets the outcome that is its own.
             metrics::counter!("event_store_batches_split_total").increment(1);
-            for Pending { events, done, .. } in batch {
-                let _ = done.send(writer.write(&events.iter().collect::<Vec<_>>()).await);
+            for pending in batch {
+                let written = writer
+                    .write(&pending.events.iter().collect::<Vec<_>>())
+                    .await;
+                pending.answer(written);
             }
         }
         Err(error) => {
@@ -167,7 +205,7 @@ async fn write_batch<W: Write>(writer: &W, batch: Vec<Pending>) {
             };
             for pending in batch {
                 let shared = Box::new(SharedError(Arc::clone(&error)));
-                let _ = pending.done.send(Err(match connection {
+                pending.answer(Err(match connection {
                     true => PersistenceError::ConnectionError(shared),
                     false => PersistenceError::UnknownError(shared),
                 }));

@@ -1,8 +1,13 @@
 //! Idempotency-Key on POST /rooms (the IETF httpapi Idempotency-Key draft): the first request
-//! of a caller with a key is recorded in its command's own transaction, and its response once
-//! known; a repeat within 24 hours gets that response again and creates nothing.
+//! of a caller with a key is recorded with its response in its command's own transaction; a
+//! repeat within 24 hours gets that response again and creates nothing.
 
+use aggregates::RoomEvent;
+use projections::RoomView;
+use serde::Deserialize;
 use sqlx::{PgConnection, PgExecutor};
+
+use crate::read_models::StoredEvent;
 
 /// How long a key is remembered.
 const REMEMBERED: &str = "24 hours";
@@ -16,6 +21,10 @@ pub struct Idempotency {
     pub key: String,
     /// The request body, canonical: the same JSON with its keys sorted.
     pub request: String,
+    /// The response body to the room the command's events make. It is recorded with the key,
+    /// in the command's transaction, so that the first response is kept whatever becomes of
+    /// the request afterwards (a client that hangs up, a timeout, the process dying).
+    pub respond: fn(RoomView) -> Result<String, crate::BoxError>,
 }
 
 /// The key was recorded by an earlier request (possibly one that committed a moment ago).
@@ -55,14 +64,28 @@ pub async fn claim(conn: &mut PgConnection, key: &Idempotency) -> Result<bool, s
     .await
 }
 
-/// Records the key inside the command's transaction, after its events: the transaction takes
-/// its id at the events insert, which keeps the relay's commit order (docs/architecture.md).
-/// A key of the same caller forgotten (older than 24 hours) is replaced.
+/// Records the key and the response to the room `events` create inside the command's
+/// transaction, after its events: the transaction takes its id at the events insert, which
+/// keeps the relay's commit order (docs/architecture.md). A key of the same caller forgotten
+/// (older than 24 hours) is replaced.
 pub async fn record(
     conn: &mut PgConnection,
     key: &Idempotency,
-    room_id: &str,
+    events: &[StoredEvent<'_>],
 ) -> Result<(), sqlx::Error> {
+    let decode = sqlx::Error::Decode;
+    let mut view = None;
+    for event in events {
+        let decoded = RoomEvent::deserialize(event.payload).map_err(|e| decode(e.into()))?;
+        if RoomView::concerns(&decoded) {
+            view = Some(
+                RoomView::apply(view, event.sequence, &decoded).map_err(|e| decode(e.into()))?,
+            );
+        }
+    }
+    let view = view.ok_or_else(|| decode("a keyed command made no room".into()))?;
+    let room_id = view.id.clone();
+    let response = (key.respond)(view).map_err(decode)?;
     sqlx::query(&format!(
         "DELETE FROM idempotency_keys WHERE caller = $1 AND key = $2 \
             AND created_at < now() - interval '{REMEMBERED}'"
@@ -72,19 +95,21 @@ pub async fn record(
     .execute(&mut *conn)
     .await?;
     sqlx::query(
-        "INSERT INTO idempotency_keys (caller, key, request, room_id) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO idempotency_keys (caller, key, request, room_id, response) \
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(&key.caller)
     .bind(&key.key)
     .bind(&key.request)
     .bind(room_id)
+    .bind(response)
     .execute(conn)
     .await
     .map(|_| ())
 }
 
 /// What the first request with this caller's key left: its request, the room it created, and
-/// its response if known.
+/// its response (none when an older version recorded the key, and died before the response).
 pub async fn find<'e>(
     db: impl PgExecutor<'e>,
     caller: &str,
@@ -100,7 +125,8 @@ pub async fn find<'e>(
     .await
 }
 
-/// Keeps the first response, byte for byte, for repeats; a response kept already stays.
+/// Keeps a response for a key an older version recorded without one; a response kept already
+/// stays.
 pub async fn save_response<'e>(
     db: impl PgExecutor<'e>,
     caller: &str,

@@ -87,6 +87,15 @@ impl Jwks {
             options,
             client: reqwest::Client::builder()
                 .timeout(FETCH_TIMEOUT)
+                // The keys decide who every user is: over plain http anyone on the way could
+                // swap them, and the configured URL's own check would be for nothing.
+                .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                    if attempt.url().scheme() == "https" {
+                        reqwest::redirect::Policy::default().redirect(attempt)
+                    } else {
+                        attempt.error("a redirect to a URL that is not https")
+                    }
+                }))
                 .build()
                 .map_err(|e| e.to_string())?,
             cache: RwLock::default(),

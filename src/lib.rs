@@ -9,6 +9,7 @@ pub mod cli;
 pub mod codes;
 pub mod commands;
 pub mod db;
+pub mod deadline;
 pub mod event_log;
 pub mod event_store;
 pub mod group_commit;

@@ -523,7 +523,7 @@ impl Rebuild {
                         // Nothing of the attempt remains: the copy and the progress are as
                         // they were before it.
                         let _ = run_sql(&mut self.session, "ROLLBACK").await;
-                        if !is_lock_timeout(&error) {
+                        if !crate::db::is_lock_timeout(&error) {
                             return Err(error.into());
                         }
                         self.blockers().await?
@@ -680,10 +680,6 @@ impl Rename {
             }
         }
     }
-}
-
-fn is_lock_timeout(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03"))
 }
 
 /// A quoted SQL identifier.

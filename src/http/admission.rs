@@ -25,7 +25,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sqlx::PgPool;
 
-use super::problem::PoolTimedOut;
+use super::problem::{NoLatencySample, PoolTimedOut};
 
 const WINDOW: Duration = Duration::from_millis(100);
 
@@ -56,26 +56,22 @@ struct Window {
     pool_ran_out: bool,
 }
 
-/// A request admitted; dropping it frees its place. A request cancelled (its client left, or
-/// it timed out) counts with the time it ran: the slowest requests are the ones that matter.
+/// A request admitted; dropping it frees its place. Only requests answered count as latency
+/// samples: one cancelled (its client left) or timed out says how long a client or a deadline
+/// waited, not how loaded the service is (slow clients pulled the limit to its floor).
 struct Admitted<'a> {
     admission: &'a Admission,
     started: Instant,
-    finished: bool,
 }
 
 impl Admitted<'_> {
-    fn finish(mut self, pool_ran_out: bool) {
-        self.finished = true;
+    fn finish(self, pool_ran_out: bool) {
         self.admission.record(self.started.elapsed(), pool_ran_out);
     }
 }
 
 impl Drop for Admitted<'_> {
     fn drop(&mut self) {
-        if !self.finished {
-            self.admission.record(self.started.elapsed(), false);
-        }
         self.admission.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -112,7 +108,6 @@ impl Admission {
         Some(Admitted {
             admission: self,
             started: Instant::now(),
-            finished: false,
         })
     }
 
@@ -178,7 +173,9 @@ pub async fn admit(
     let response = next.run(request).await;
     let pool_timed_out = response.extensions().get::<PoolTimedOut>().is_some();
     let busy = pool_timed_out && crate::db::saturated(&pool).await;
-    admitted.finish(busy);
+    if response.extensions().get::<NoLatencySample>().is_none() {
+        admitted.finish(busy);
+    }
     if busy {
         metrics::counter!("http_requests_shed_total", "reason" => "pool_busy").increment(1);
         return refused(BUSY);

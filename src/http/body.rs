@@ -1,10 +1,14 @@
 //! Request bodies: JSON objects only, read and checked here so that every failure is a precise
 //! problem, never axum's plain-text 415/422.
 
+use std::time::Duration;
+
 use aggregates::FieldViolation;
 use axum::body::Body;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, Request, State};
 use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 
 use super::ApiError;
@@ -30,20 +34,47 @@ fn not_an_object(value: &Value) -> ApiError {
     body_error(&format!("must be a JSON object, not {}", json_type(value)))
 }
 
+/// Middleware: reads a request's body whole (at most [`MAX_BODY_BYTES`]) within `deadline`,
+/// so that handlers, and the places admission control counts, never wait on a slow client.
+/// A body that does not arrive in time gets a 408, logged as the client's doing, not ours.
+pub async fn read_whole(
+    State(deadline): State<Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let headers = request.headers();
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES) {
+        return ApiError::PayloadTooLarge(MAX_BODY_BYTES).into_response();
+    }
+    let chunked = headers.contains_key(header::TRANSFER_ENCODING);
+    if declared.unwrap_or(0) == 0 && !chunked {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    match tokio::time::timeout(deadline, read_limited(body)).await {
+        Ok(Ok(bytes)) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Ok(Err(problem)) => problem.into_response(),
+        Err(_) => {
+            metrics::counter!("http_requests_shed_total", "reason" => "slow_body").increment(1);
+            tracing::info!(path = %parts.uri.path(), "request body not received in time; answered 408");
+            ApiError::BodyTimeout(deadline).into_response()
+        }
+    }
+}
+
 /// The body as JSON, if it is sent as JSON, within the size limit, and parses.
 async fn read_json(request: Request) -> Result<Value, ApiError> {
     if !is_json(request.headers().get(header::CONTENT_TYPE)) {
         return Err(body_error(
             "must be sent with Content-Type: application/json",
         ));
-    }
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|length| length > MAX_BODY_BYTES) {
-        return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
     }
     let bytes = read_limited(request.into_body()).await?;
     serde_json::from_slice::<Value>(&bytes)

@@ -3,6 +3,8 @@
 mod admission;
 mod body;
 mod caller;
+mod connections;
+mod deadline;
 mod docs;
 mod fields;
 mod health;
@@ -16,9 +18,7 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
-use axum::error_handling::HandleErrorLayer;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request};
-use axum::BoxError;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
@@ -30,7 +30,9 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
 pub use caller::{Caller, Credential, MaybeCaller};
-pub use problem::{is_pool_timeout, ApiError};
+pub use connections::serve;
+pub use health::Checks;
+pub use problem::ApiError;
 
 use crate::auth::Tokens;
 use crate::commands::RoomCommands;
@@ -46,6 +48,8 @@ pub struct AppState {
     pub tokens: Tokens,
     pub commands: RoomCommands,
     pub relay: RelayStatus,
+    /// The last check of the database and the relay's lag, for /readyz and /metrics.
+    pub checks: Checks,
     /// The OpenAPI document, serialized once.
     pub openapi: Arc<String>,
     pub metrics: PrometheusHandle,
@@ -103,8 +107,19 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// Protection of the service as a whole.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// A request still running after this gets a 503 (a command it started still completes).
+    /// A request's deadline: a command not yet written by then is not written, and the
+    /// request gets a 503; one being written is answered with its outcome.
     pub request_timeout: Duration,
+    /// A request head not received within this is dropped (also the keep-alive idle time).
+    pub header_read_timeout: Duration,
+    /// A request body not received within this gets a 408, before admission control.
+    pub body_read_timeout: Duration,
+    /// The most connections open at once; beyond, new ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// On shutdown, requests in flight get this long to finish; then connections are closed.
+    pub shutdown_timeout: Duration,
+    /// The longest a write waits for a lock another transaction holds (then 503, not written).
+    pub write_lock_timeout: Duration,
     /// The most requests served at once; admission control (`admission`) adapts the limit
     /// between `min_concurrent_requests` and this. More are refused at once with a 503.
     pub max_concurrent_requests: usize,
@@ -114,7 +129,7 @@ pub struct Limits {
     pub min_concurrent_requests: usize,
     /// Mean latency above which the adaptive limit comes down.
     pub latency_target: Duration,
-    /// Origins allowed by CORS; empty: CORS is off.
+    /// Origins allowed by CORS; empty: CORS is off; one of them `*`: any origin.
     pub cors_origins: Vec<HeaderValue>,
     /// Commands on one room take turns in this instance (off only to measure what that saves).
     pub room_turns: bool,
@@ -124,22 +139,17 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             request_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(5),
+            body_read_timeout: Duration::from_secs(5),
+            max_connections: 10_000,
+            shutdown_timeout: Duration::from_secs(10),
+            write_lock_timeout: crate::event_store::WRITE_LOCK_TIMEOUT,
             max_concurrent_requests: 512,
             min_concurrent_requests: 40,
             latency_target: Duration::from_millis(50),
             cors_origins: Vec::new(),
             room_turns: true,
         }
-    }
-}
-
-/// What the timeout layer reports.
-async fn timeout_problem(error: BoxError) -> ApiError {
-    if error.is::<tower::timeout::error::Elapsed>() {
-        metrics::counter!("http_requests_shed_total", "reason" => "timeout").increment(1);
-        ApiError::Unavailable("the request timed out".into())
-    } else {
-        ApiError::Internal(error)
     }
 }
 
@@ -161,8 +171,15 @@ pub fn router(mut state: AppState, limits: &Limits) -> Router {
     }));
     let pool = state.pool.clone();
     let cors = (!limits.cors_origins.is_empty()).then(|| {
+        // No credentials are ever allowed (the API takes bearer tokens, not cookies), so `*` is
+        // valid CORS; tower-http's list would panic on it.
+        let origins = if limits.cors_origins.iter().any(|origin| origin == "*") {
+            AllowOrigin::any()
+        } else {
+            AllowOrigin::list(limits.cors_origins.clone())
+        };
         CorsLayer::new()
-            .allow_origin(AllowOrigin::list(limits.cors_origins.clone()))
+            .allow_origin(origins)
             .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
             .allow_headers([
                 header::AUTHORIZATION,
@@ -190,7 +207,13 @@ pub fn router(mut state: AppState, limits: &Limits) -> Router {
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 // Outside admission control, so that a browser can read a refusal too.
                 .option_layer(cors)
-                // Before tracing, tokens and bodies: refusing must cost next to nothing.
+                // Bodies are read whole before a request takes a place in admission control:
+                // a client that sends its body slowly holds a connection, not a place.
+                .layer(axum::middleware::from_fn_with_state(
+                    limits.body_read_timeout,
+                    body::read_whole,
+                ))
+                // Before tracing, tokens and body parsing: refusing must cost next to nothing.
                 .layer(axum::middleware::from_fn_with_state(
                     (admission, pool),
                     admission::admit,
@@ -205,8 +228,10 @@ pub fn router(mut state: AppState, limits: &Limits) -> Router {
                         )
                     }),
                 )
-                .layer(HandleErrorLayer::new(timeout_problem))
-                .timeout(limits.request_timeout),
+                .layer(axum::middleware::from_fn_with_state(
+                    limits.request_timeout,
+                    deadline::limit,
+                )),
         )
 }
 

@@ -63,6 +63,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 404, description = "No room has this code.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The room is full.", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "The room has ended.", body = Problem, content_type = "application/problem+json"),
+        crate::http::problem::SlowBody,
         crate::http::problem::Unavailable,
     )
 )]
@@ -324,8 +325,13 @@ async fn decide(
         Some(RoomEvent::ParticipantAdmitted(admitted)) => {
             ParticipantBody::from(before.admitted(admitted.at))
         }
-        // Admitted already (no event), or denied.
-        _ => ParticipantBody::from(before),
+        Some(RoomEvent::ParticipantDenied(_)) => ParticipantBody::from(before),
+        // Admitted already, by a command decided before this one (perhaps after `before` was
+        // read): as the read model has them since, written with that command's events.
+        _ => participants::find(&state.pool, &id, &pid)
+            .await?
+            .map(ParticipantBody::from)
+            .ok_or_else(no_such_participant)?,
     };
     if !admit {
         answer.status = "denied";

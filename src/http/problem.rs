@@ -46,6 +46,12 @@ pub enum ApiError {
     Unprocessable(String),
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// The client did not send its body in time (`BODY_READ_TIMEOUT`).
+    #[error("the request body did not arrive within {0:?}")]
+    BodyTimeout(std::time::Duration),
+    /// The request's deadline (`REQUEST_TIMEOUT`) passed before its command was written.
+    #[error("the request did not complete within its deadline; nothing was written")]
+    TimedOut,
     #[error("a dependency is unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("internal error")]
@@ -74,11 +80,17 @@ pub struct Problem<'a> {
 }
 
 // The responses many operations share, declared once (documentation only).
-/// Refused at once under overload (`overloaded`, `Retry-After: 1`), or the database is unavailable (`unavailable`, `Retry-After: 5`); retry after Retry-After.
+/// Refused at once under overload (`overloaded`, `Retry-After: 1`), the request's deadline passed before anything was written (`timed-out`, `Retry-After: 1`), or the database is unavailable (`unavailable`, `Retry-After: 5`); retry after Retry-After.
 #[derive(utoipa::IntoResponses)]
 #[response(status = 503, content_type = "application/problem+json", headers(("Retry-After" = String)))]
 #[allow(dead_code)]
 pub struct Unavailable(Problem<'static>);
+
+/// The request body did not arrive within BODY_READ_TIMEOUT (the connection is closed).
+#[derive(utoipa::IntoResponses)]
+#[response(status = 408, content_type = "application/problem+json")]
+#[allow(dead_code)]
+pub struct SlowBody(Problem<'static>);
 
 /// Missing or invalid token.
 #[derive(utoipa::IntoResponses)]
@@ -153,6 +165,16 @@ impl ApiError {
                 "payload-too-large",
                 "Payload too large",
             ),
+            Self::BodyTimeout(_) => (
+                StatusCode::REQUEST_TIMEOUT,
+                "request-timeout",
+                "Request timeout",
+            ),
+            Self::TimedOut => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timed-out",
+                "Request timed out",
+            ),
             Self::Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -172,17 +194,10 @@ impl ApiError {
 #[derive(Clone, Copy)]
 pub struct PoolTimedOut;
 
-/// True when `error` or one of its causes is the pool's acquire timeout.
-pub fn is_pool_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut next = Some(error);
-    while let Some(error) = next {
-        if matches!(error.downcast_ref(), Some(sqlx::Error::PoolTimedOut)) {
-            return true;
-        }
-        next = error.source();
-    }
-    false
-}
+/// Marks a response that says how long something took without saying how loaded the service
+/// is (a deadline passed, a body came slowly): admission control leaves it out of its samples.
+#[derive(Clone, Copy)]
+pub struct NoLatencySample;
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -230,9 +245,17 @@ impl IntoResponse for ApiError {
                     header::RETRY_AFTER,
                     HeaderValue::from_static(RETRY_AFTER_SECONDS),
                 );
-                if is_pool_timeout(cause.as_ref()) {
+                if db::is_pool_timeout(cause.as_ref()) {
                     response.extensions_mut().insert(PoolTimedOut);
                 }
+            }
+            Self::TimedOut => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response.extensions_mut().insert(NoLatencySample);
+            }
+            Self::BodyTimeout(_) => {
+                // The rest of the body may still arrive: it must not be read as a request.
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}
         }
@@ -258,6 +281,7 @@ impl utoipa::Modify for ProblemExamples {
                     ApiError::Conflict("the request conflicts with the room's current state".into())
                 }
                 "410" => ApiError::Gone("the room has ended".into()),
+                "408" => ApiError::BodyTimeout(std::time::Duration::from_secs(5)),
                 "413" => ApiError::PayloadTooLarge(crate::http::body::MAX_BODY_BYTES),
                 "422" => ApiError::Unprocessable(
                     "this Idempotency-Key was used with another request body".into(),
@@ -338,6 +362,7 @@ impl From<CommandError> for ApiError {
             CommandError::Conflict | CommandError::KeyUsed | CommandError::KeyBusy => {
                 Self::Conflict(error.to_string())
             }
+            CommandError::Expired(_) => Self::TimedOut,
             CommandError::Unavailable(source) => Self::Unavailable(source),
             CommandError::Failed(source) => Self::Internal(source),
         }

@@ -1,6 +1,7 @@
 //! Reading query parameters, naming every problem at once: unknown or repeated parameters and
 //! values out of their range. Listing endpoints read their queries with it.
 
+use std::collections::HashSet;
 use std::ops::RangeInclusive;
 
 use aggregates::FieldViolation;
@@ -11,6 +12,10 @@ use super::ApiError;
 
 pub type RawParams = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
+/// More parameters than any endpoint takes, by far: a longer query string is a mistake or an
+/// attack, refused whole rather than answered with a problem naming each of its parameters.
+const MAX_PARAMS: usize = 32;
+
 pub struct Params {
     pairs: Vec<(String, String)>,
     violations: Vec<FieldViolation>,
@@ -20,6 +25,12 @@ impl Params {
     pub fn new(raw: RawParams) -> Result<Self, ApiError> {
         let Query(pairs) =
             raw.map_err(|e| ApiError::BadRequest(format!("the query string is malformed: {e}")))?;
+        if pairs.len() > MAX_PARAMS {
+            return Err(ApiError::BadRequest(format!(
+                "the query string has {} parameters; at most {MAX_PARAMS} are accepted",
+                pairs.len()
+            )));
+        }
         Ok(Self {
             pairs,
             violations: Vec::new(),
@@ -93,8 +104,9 @@ impl Params {
     /// Every parameter not read is unknown; then every violation, or none.
     pub fn finish(mut self) -> Result<(), ApiError> {
         let unknown = std::mem::take(&mut self.pairs);
+        let mut named: HashSet<String> = self.violations.iter().map(|v| v.field.clone()).collect();
         for (name, _) in unknown {
-            if !self.violations.iter().any(|v| v.field == name) {
+            if named.insert(name.clone()) {
                 self.violations
                     .push(FieldViolation::new(name, "is not a known parameter"));
             }

@@ -340,3 +340,35 @@ async fn body_problems_name_the_body_once() {
     assert!(detail.starts_with("body is not valid JSON"), "{detail}");
     assert_eq!(detail.matches("body").count(), 1, "{detail}");
 }
+
+/// A query string is checked in one pass, and one with more parameters than any endpoint takes
+/// is refused whole: naming each of thousands of made-up names cost time quadratic in their
+/// number, and answered a problem as long as the URL.
+#[tokio::test]
+async fn too_many_query_parameters_are_one_400() {
+    let app = &TestApp::spawn().await;
+    let query = |count: usize| {
+        (0..count)
+            .map(|i| format!("{i:x}"))
+            .collect::<Vec<_>>()
+            .join("&")
+    };
+    let rooms = |query: String| {
+        let path = format!("/users/me/rooms?{query}");
+        async move { app.call(reqwest::Method::GET, &path, "ada", None).await }
+    };
+    let refused = problem(rooms(query(10_000)).await, 400).await;
+    assert_eq!(
+        refused["type"],
+        "https://neuronmeet.com/problems/bad-request"
+    );
+    assert_eq!(
+        refused["detail"],
+        "the query string has 10000 parameters; at most 32 are accepted"
+    );
+    assert!(refused.get("errors").is_none(), "{refused}");
+
+    // Up to the limit, each unknown name is still named, once.
+    let named = problem(rooms(format!("{}&0", query(32 - 1))).await, 400).await;
+    assert_eq!(failing_fields(&named).len(), 31);
+}

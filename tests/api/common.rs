@@ -171,6 +171,7 @@ impl TestApp {
         tokio::spawn(neuronmeet::app::serve(
             listener,
             app,
+            options.limits,
             std::future::pending(),
         ));
         Self {
@@ -298,6 +299,9 @@ pub fn claims(sub: &str) -> Claims {
 pub struct Proxy {
     cut: AtomicBool,
     generation: tokio::sync::watch::Sender<u64>,
+    /// While true, nothing is passed on in either direction (held, not dropped): a database
+    /// that stopped answering.
+    stalled: tokio::sync::watch::Sender<bool>,
     /// Added to every chunk in each direction: a slow network widens race windows.
     latency: Duration,
 }
@@ -328,6 +332,8 @@ impl Proxy {
                 let upstream = upstream.clone();
                 let mut cut = proxy.generation.subscribe();
                 let latency = proxy.latency;
+                let (stalled_up, stalled_down) =
+                    (proxy.stalled.subscribe(), proxy.stalled.subscribe());
                 tokio::spawn(async move {
                     let Ok(server) = TcpStream::connect(&upstream).await else {
                         return;
@@ -335,8 +341,8 @@ impl Proxy {
                     let (client_read, client_write) = client.into_split();
                     let (server_read, server_write) = server.into_split();
                     tokio::select! {
-                        _ = forward(client_read, server_write, latency) => {}
-                        _ = forward(server_read, client_write, latency) => {}
+                        _ = forward(client_read, server_write, latency, stalled_up) => {}
+                        _ = forward(server_read, client_write, latency, stalled_down) => {}
                         _ = cut.changed() => {}
                     }
                 });
@@ -355,18 +361,31 @@ impl Proxy {
     pub fn restore(&self) {
         self.cut.store(false, Ordering::SeqCst);
     }
+
+    /// Holds every byte in both directions until [`Self::resume`].
+    pub fn stall(&self) {
+        self.stalled.send_replace(true);
+    }
+
+    pub fn resume(&self) {
+        self.stalled.send_replace(false);
+    }
 }
 
 async fn forward(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     latency: Duration,
+    mut stalled: tokio::sync::watch::Receiver<bool>,
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut buffer = vec![0u8; 64 * 1024];
     while let Ok(n @ 1..) = from.read(&mut buffer).await {
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
+        }
+        if stalled.wait_for(|stalled| !*stalled).await.is_err() {
+            return;
         }
         if to.write_all(&buffer[..n]).await.is_err() {
             return;

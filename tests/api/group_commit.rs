@@ -33,6 +33,18 @@ impl CodeGenerator for FifthDrawCollides {
     }
 }
 
+/// Options whose writers wait for the test's lock as long as it is held (the service's own
+/// lock timeout would end the wait after a second).
+fn patient() -> Options {
+    Options {
+        limits: neuronmeet::http::Limits {
+            write_lock_timeout: Duration::from_secs(60),
+            ..Default::default()
+        },
+        ..Options::default()
+    }
+}
+
 /// Holds `LOCK TABLE events` in an open transaction: every insert of events waits.
 async fn hold_inserts(app: &TestApp) -> PoolConnection<Postgres> {
     let mut lock = app.db.acquire().await.unwrap();
@@ -119,7 +131,7 @@ async fn a_collision_a_conflict_and_a_refusal_in_a_batch_fail_none_of_their_neig
     let app = Arc::new(
         TestApp::spawn_with(Options {
             codes: Arc::new(FifthDrawCollides::default()),
-            ..Options::default()
+            ..patient()
         })
         .await,
     );
@@ -230,7 +242,7 @@ async fn a_collision_a_conflict_and_a_refusal_in_a_batch_fail_none_of_their_neig
 
 #[tokio::test]
 async fn commands_queued_together_are_committed_in_one_transaction_even_if_their_clients_leave() {
-    let app = Arc::new(TestApp::spawn().await);
+    let app = Arc::new(TestApp::spawn_with(patient()).await);
     let lock = hold_inserts(&app).await;
     let blockers = block_both_writers(&app).await;
     let token = app.token("user-1");
@@ -285,7 +297,7 @@ async fn a_batch_cut_by_the_database_going_away_leaves_no_trace_and_says_so() {
     let app = Arc::new(
         TestApp::spawn_with(Options {
             proxy: Some(Arc::clone(&proxy)),
-            ..Options::default()
+            ..patient()
         })
         .await,
     );
@@ -331,7 +343,7 @@ async fn a_batch_keeps_each_rooms_order_on_nats_and_replay_rebuilds_its_rows() {
     let app = Arc::new(
         TestApp::spawn_with(Options {
             relay: Some(nats.relay_config()),
-            ..Options::default()
+            ..patient()
         })
         .await,
     );

@@ -346,6 +346,27 @@ async fn tokens_of_an_identity_provider_work_and_hostile_ones_get_401() {
     assert_eq!(service.create_room(&new_key).await.status(), 201);
 }
 
+/// The keys decide who every user is: a JWKS URL that redirects to plain http (where anyone on
+/// the way could swap them) is not followed.
+#[tokio::test]
+async fn a_jwks_url_redirecting_to_http_is_not_followed() {
+    let provider: Shared = Arc::default();
+    provider.lock().unwrap().keys = vec![public_key("rsa-1")];
+    let target = publish(provider.clone()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let moved = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/jwks.json",
+        axum::routing::get(move || async move { axum::response::Redirect::temporary(&target) }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let service = Service::start(&moved).await;
+
+    let signed = token(Algorithm::RS256, Some("rsa-1"), "rsa-1", &claims(json!({})));
+    assert_eq!(service.create_room(&signed).await.status(), 503);
+    assert_eq!(provider.lock().unwrap().fetches, 0);
+}
+
 fn base64url(value: &Value) -> String {
     use std::fmt::Write;
     // RFC 4648 base64url without padding, written out to need no base64 crate here.

@@ -6,6 +6,7 @@ mod common;
 
 mod bad_requests;
 mod client_tools;
+mod deadlines;
 mod docs_page;
 mod group_commit;
 mod jwks;
@@ -20,4 +21,5 @@ mod resilience;
 mod rooms_api;
 mod rooms_lifecycle;
 mod shutdown;
+mod slow_clients;
 mod token_claims;

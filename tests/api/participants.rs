@@ -344,6 +344,46 @@ async fn the_waiting_room_admits_and_denies() {
     assert_eq!(joined_list(&app, &room, "host").await.len(), 2);
 }
 
+/// Admits racing for one waiting participant: one admits them, the others find them joined
+/// already, and every answer says so (an answer built from what was read before the decision
+/// said `waiting`).
+#[tokio::test]
+async fn concurrent_admits_all_answer_joined() {
+    let app = TestApp::spawn().await;
+    let room = room_with(&app, json!({"waitingRoom": true})).await;
+    let waiting: Value = join(&app, &room, "ada").await.json().await.unwrap();
+    let pid = waiting["participant"]["id"].as_str().unwrap();
+    let path = format!("/rooms/{}/participants/{pid}/admit", id(&room));
+    let admits = (0..8).map(|_| async {
+        let response = app.call(Method::POST, &path, "host", None).await;
+        assert_eq!(response.status(), 200);
+        response.json::<Value>().await.unwrap()
+    });
+    let answers = futures_util::future::join_all(admits).await;
+    let list: Value = app
+        .call(
+            Method::GET,
+            &format!("/rooms/{}/participants", id(&room)),
+            "host",
+            None,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let joined = &list["items"][0];
+    assert_eq!(joined["id"], pid);
+    for answer in answers {
+        assert_eq!(&answer, joined);
+    }
+    let admitted = events(&app, &room)
+        .await
+        .iter()
+        .filter(|(kind, _)| kind == "ParticipantAdmitted")
+        .count();
+    assert_eq!(admitted, 1);
+}
+
 #[tokio::test]
 async fn the_list_is_for_the_host_and_joined_participants() {
     let app = TestApp::spawn().await;

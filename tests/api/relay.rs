@@ -105,7 +105,9 @@ async fn a_slow_transaction_that_commits_last_is_still_published() {
     nats.wait_for(4).await;
 
     // A transaction takes its global position now and commits after later ones.
-    let mut slow = neuronmeet::db::Tx::begin(&app.db).await.unwrap();
+    let mut slow = neuronmeet::db::Tx::begin(&app.db, Duration::from_secs(60))
+        .await
+        .unwrap();
     sqlx::query(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
          VALUES ('Room', 'slow-room', 1, 'RoomCreated', '1.0.0', '{\"RoomCreated\": {\"roomId\": \"slow-room\"}}', '{}')",
@@ -157,12 +159,13 @@ async fn a_nats_outage_delays_events_but_loses_none() {
 
     nats.stop();
     create_rooms(&app, 10).await; // 201s: the log is the outbox
-    let ready = app.get_json("/readyz").await;
-    assert_eq!(ready["status"], "ready");
-    assert!(
-        ready["relay"]["lag"]["events"].as_i64().unwrap() > 0,
-        "{ready}"
-    );
+                                  // /readyz answers from a check made once a second.
+    let lagging = common::eventually(|| async {
+        let ready = app.get_json("/readyz").await;
+        ready["status"] == "ready" && ready["relay"]["lag"]["events"].as_i64() > Some(0)
+    })
+    .await;
+    assert!(lagging, "{}", app.get_json("/readyz").await);
     let degraded =
         common::eventually(|| async { app.relay_status.get().status == "degraded" }).await;
     assert!(degraded, "the relay never reported NATS being down");
@@ -170,8 +173,11 @@ async fn a_nats_outage_delays_events_but_loses_none() {
     nats.restart().await;
     let ids = check_messages(&nats.wait_for(26).await);
     assert_eq!(ids.len(), 26);
-    let ready = app.get_json("/readyz").await;
-    assert_eq!(ready["relay"]["lag"]["events"], 0, "{ready}");
+    let caught_up = common::eventually(|| async {
+        app.get_json("/readyz").await["relay"]["lag"]["events"] == 0
+    })
+    .await;
+    assert!(caught_up, "{}", app.get_json("/readyz").await);
 }
 
 #[tokio::test]

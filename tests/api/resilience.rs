@@ -230,7 +230,11 @@ async fn commands_abandoned_by_a_timeout_complete_on_their_own() {
     let (url, name) = common::fresh_database().await;
     let proxy = Arc::new(Proxy::with_latency(Duration::from_millis(2)));
     let pool = neuronmeet::db::connect_lazy(&proxy.start(&url).await, 1).unwrap();
-    let commands = RoomCommands::new(pool.clone(), Arc::new(neuronmeet::codes::SecureCodes));
+    let commands = RoomCommands::new(
+        pool.clone(),
+        Arc::new(neuronmeet::codes::SecureCodes),
+        neuronmeet::event_store::WRITE_LOCK_TIMEOUT,
+    );
     let observer = sqlx::PgPool::connect(&url).await.unwrap();
     let count = |sql: String| {
         let observer = observer.clone();

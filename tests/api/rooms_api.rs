@@ -308,7 +308,8 @@ async fn the_event_store_loads_the_room_back() {
         .await
         .unwrap();
     let id = room["id"].as_str().unwrap();
-    let store = EventRepository::new(app.db.clone()).into_store();
+    let store = EventRepository::new(app.db.clone(), neuronmeet::event_store::WRITE_LOCK_TIMEOUT)
+        .into_store();
     let events = store.load_events(id).await.unwrap();
     let names: Vec<_> = events
         .iter()

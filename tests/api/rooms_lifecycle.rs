@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::{envelope_sequence, NatsServer, Options, TestApp};
+use crate::common::{self, envelope_sequence, NatsServer, Options, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -776,8 +776,65 @@ async fn a_repeat_while_the_first_runs_gets_409() {
     drop(first);
 }
 
-/// A request whose response was never kept (the process died after the commit) is answered,
-/// when repeated, from the room it created, and the answer is kept from then on.
+/// A client that hangs up while its keyed create commits still has its first response kept:
+/// the repeat answers it byte for byte, not the room as it has become since.
+#[tokio::test]
+async fn a_key_whose_client_hung_up_replays_the_first_response() {
+    use sqlx::Connection;
+    let app = TestApp::spawn().await;
+    // Holds the create inside its transaction (at the key's record) until the client has left.
+    let mut blocker = sqlx::PgConnection::connect(&app.database_url)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut blocker).await.unwrap();
+    sqlx::query("LOCK TABLE idempotency_keys IN EXCLUSIVE MODE")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    let body = json!({"name": "Hung up"});
+    let hung_up = tokio::spawn({
+        let (client, url, token) = (app.client.clone(), app.url("/rooms"), app.token("ada"));
+        let body = body.clone();
+        async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .header("Idempotency-Key", "hang-up")
+                .json(&body)
+                .send()
+                .await
+        }
+    });
+    assert!(common::eventually(|| async { app.waiting_on_locks().await == 1 }).await);
+    hung_up.abort();
+    assert!(hung_up.await.unwrap_err().is_cancelled());
+    // Long enough for the service to see the connection close and drop the request.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    sqlx::query("COMMIT").execute(&mut blocker).await.unwrap();
+    let kept = "SELECT count(*) FROM idempotency_keys";
+    assert_eq!(common::count_when(&app.db, kept, 1).await, 1);
+
+    // GET answers byte for byte what the POST did.
+    let id: String = sqlx::query_scalar("SELECT room_id FROM idempotency_keys")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    let first = get(&app, &format!("/rooms/{id}"), "ada")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let changed = patch(&app, &id, "ada", json!({"allowChat": false})).await;
+    assert_eq!(changed.status(), 200);
+    let repeat = post_with_key(&app, "ada", "hang-up", body).await;
+    assert_eq!(repeat.status(), 201);
+    assert_eq!(repeat.headers()["idempotent-replayed"], "true");
+    assert_eq!(repeat.text().await.unwrap(), first, "byte for byte");
+}
+
+/// A key recorded without its response (by an older version, which kept the response after the
+/// commit, and died in between) is answered, when repeated, from the room it created, and the
+/// answer is kept from then on.
 #[tokio::test]
 async fn a_key_without_a_kept_response_is_answered_from_its_room() {
     let app = TestApp::spawn().await;

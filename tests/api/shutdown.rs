@@ -9,8 +9,11 @@ use std::time::{Duration, Instant};
 use crate::common::{NatsServer, SECRET};
 use serde_json::{json, Value};
 
-#[tokio::test]
-async fn sigterm_under_load_loses_no_accepted_request() {
+/// The real binary, serving on a free port with `settings` besides the required ones, once it
+/// answers /healthz; its database URL, its NATS server, and its base URL.
+async fn spawn_service(
+    settings: &[(&str, &str)],
+) -> (std::process::Child, String, NatsServer, String) {
     let (database_url, _) = common::fresh_database().await;
     let nats = NatsServer::start().await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -18,7 +21,7 @@ async fn sigterm_under_load_loses_no_accepted_request() {
         .local_addr()
         .unwrap()
         .port();
-    let mut service = Command::new(env!("CARGO_BIN_EXE_neuronmeet"))
+    let service = Command::new(env!("CARGO_BIN_EXE_neuronmeet"))
         .arg("serve")
         .env("DATABASE_URL", &database_url)
         .env("NATS_URL", &nats.url)
@@ -26,6 +29,7 @@ async fn sigterm_under_load_loses_no_accepted_request() {
         // Empty, as a compose file passes an unset variable: no issuer is required.
         .env("JWT_ISSUER", "")
         .env("PORT", port.to_string())
+        .envs(settings.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -41,6 +45,40 @@ async fn sigterm_under_load_loses_no_accepted_request() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(up, "the service did not come up");
+    (service, database_url, nats, base)
+}
+
+fn terminate(service: &std::process::Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &service.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Its exit status, once it exits within `bound` of now.
+async fn exit_within(
+    service: &mut std::process::Child,
+    bound: Duration,
+) -> std::process::ExitStatus {
+    let stopped = Instant::now();
+    loop {
+        if let Some(exit) = service.try_wait().unwrap() {
+            eprintln!("exited {:?} after SIGTERM", stopped.elapsed());
+            return exit;
+        }
+        assert!(
+            stopped.elapsed() < bound,
+            "the service did not exit within {bound:?} of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn sigterm_under_load_loses_no_accepted_request() {
+    let (mut service, database_url, _nats, base) = spawn_service(&[]).await;
+    let client = reqwest::Client::new();
 
     let token = neuronmeet::auth::Tokens::new(SECRET, None, None)
         .mint(common::claims("user-1"), Duration::from_secs(600))
@@ -72,11 +110,7 @@ async fn sigterm_under_load_loses_no_accepted_request() {
     let load = futures_util::future::join_all(load);
     let terminate = async {
         tokio::time::sleep(Duration::from_millis(700)).await;
-        let status = Command::new("kill")
-            .args(["-TERM", &service.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        terminate(&service);
     };
     let (created, ()) = tokio::join!(load, terminate);
     let created: Vec<String> = created.into_iter().flat_map(Result::unwrap).collect();
@@ -84,18 +118,7 @@ async fn sigterm_under_load_loses_no_accepted_request() {
         !created.is_empty(),
         "no request was accepted before the shutdown"
     );
-
-    let stopped = Instant::now();
-    let exit = loop {
-        if let Some(exit) = service.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(
-            stopped.elapsed() < Duration::from_secs(20),
-            "the service did not exit after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let exit = exit_within(&mut service, Duration::from_secs(20)).await;
     assert!(exit.success(), "exit status {exit}");
 
     let db = sqlx::PgPool::connect(&database_url).await.unwrap();
@@ -116,4 +139,53 @@ async fn sigterm_under_load_loses_no_accepted_request() {
         .await
         .unwrap();
     assert!(stored >= 2 * created.len() as i64);
+}
+
+/// An idle keep-alive connection and one with half a request head do not hold the process up:
+/// hyper's graceful shutdown leaves the half-sent head waiting, and neither the header-read
+/// timeout nor the drain deadline (both far off here) is what ends them.
+#[tokio::test]
+async fn sigterm_closes_idle_and_half_open_connections_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut service, _, _nats, base) =
+        spawn_service(&[("HEADER_READ_TIMEOUT", "60s"), ("SHUTDOWN_TIMEOUT", "60s")]).await;
+    let address = base.trim_start_matches("http://");
+    let mut idle = tokio::net::TcpStream::connect(address).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = [0u8; 12];
+    idle.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    let mut half = tokio::net::TcpStream::connect(address).await.unwrap();
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    // The half-sent head has reached the server before it is told to stop.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    terminate(&service);
+    let exit = exit_within(&mut service, Duration::from_secs(10)).await;
+    assert!(exit.success(), "exit status {exit}");
+}
+
+/// A request still in flight at the drain deadline (a body that trickles in) is cut off then,
+/// and the process exits 0.
+#[tokio::test]
+async fn sigterm_ends_what_remains_at_the_shutdown_deadline() {
+    use tokio::io::AsyncWriteExt;
+    let (mut service, _, _nats, base) =
+        spawn_service(&[("BODY_READ_TIMEOUT", "60s"), ("SHUTDOWN_TIMEOUT", "1s")]).await;
+    let mut slow = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    slow.write_all(
+        b"POST /rooms/code/abc-def-ghi/join HTTP/1.1\r\nHost: test\r\n\
+          Content-Type: application/json\r\nContent-Length: 40\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    terminate(&service);
+    let exit = exit_within(&mut service, Duration::from_secs(15)).await;
+    assert!(exit.success(), "exit status {exit}");
 }

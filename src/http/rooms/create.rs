@@ -42,6 +42,7 @@ use crate::idempotency::{self, Idempotency};
         (status = 409, description = "A request with the same Idempotency-Key is still being processed.", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body larger than 16 KiB.", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The Idempotency-Key was used with a different body.", body = Problem, content_type = "application/problem+json"),
+        crate::http::problem::SlowBody,
         crate::http::problem::Unavailable,
     )
 )]
@@ -56,6 +57,7 @@ pub(super) async fn create_room(
         key,
         // serde_json's maps are ordered by key: this is the body's canonical form.
         request: Value::Object(body.clone()).to_string(),
+        respond: |view| Ok(room_body(view)?),
     });
     let room = parse_new_room(body)
         .inspect_err(|_| commands::record_rejection("CreateRoom", "validation"))?;
@@ -84,30 +86,14 @@ pub(super) async fn create_room(
         (Err(error), _) => return Err(error.into()),
     };
     let room_id = view.id.clone();
-    let body = respond(&state, view, idempotency.as_ref()).await?;
-    Ok(created_response(&room_id, body, false))
+    Ok(created_response(&room_id, room_body(view)?, false))
 }
 
-/// The response to a create: the room as GET /rooms/{id} answers it (built from the view the
-/// command's events make, as the projection built the row; no read back), kept for repeats of
-/// the request when it has a key. Kept in a task of its own, so that a client who hangs up (or
-/// a timeout) cannot leave a recorded key without its response.
-async fn respond(
-    state: &AppState,
-    view: projections::RoomView,
-    key: Option<&Idempotency>,
-) -> Result<String, ApiError> {
-    let body = serde_json::to_string(&FullRoom::try_from(view)?).expect("rooms serialize");
-    let Some(key) = key else {
-        return Ok(body);
-    };
-    let (pool, caller, key) = (state.pool.clone(), key.caller.clone(), key.key.clone());
-    tokio::spawn(async move {
-        idempotency::save_response(&pool, &caller, &key, &body).await?;
-        Ok(body)
-    })
-    .await
-    .map_err(|join| ApiError::Internal(Box::new(join)))?
+/// The response body of a create: the room as GET /rooms/{id} answers it, built from the view
+/// the command's events make (as the projection built the row; no read back). With a key, the
+/// event store records the same body in the command's transaction, for repeats.
+fn room_body(view: projections::RoomView) -> Result<String, ApiError> {
+    Ok(serde_json::to_string(&FullRoom::try_from(view)?).expect("rooms serialize"))
 }
 
 fn created_response(room_id: &str, body: String, replayed: bool) -> Response {
@@ -147,9 +133,9 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 }
 
 /// The response to the first request with this key, when there was one: the same status and
-/// body, byte for byte, marked as replayed; 422 when that request had another body. If that
-/// request committed but could not keep its response (the process died), the response is
-/// made now from the room, and kept.
+/// body, byte for byte, marked as replayed; 422 when that request had another body. A key
+/// recorded without its response (by an older version, which kept it after the commit, and
+/// died before) is answered from the room as it is now, and that answer is kept.
 async fn first_response(state: &AppState, key: &Idempotency) -> Result<Option<Response>, ApiError> {
     let Some((request, room_id, response)) =
         idempotency::find(&state.pool, &key.caller, &key.key).await?
@@ -164,12 +150,17 @@ async fn first_response(state: &AppState, key: &Idempotency) -> Result<Option<Re
     let body = match response {
         Some(body) => body,
         None => {
-            // The room as it is now (the process that created it died before keeping it).
-            respond(state, super::find_room(state, &room_id).await?, Some(key)).await?;
-            idempotency::find(&state.pool, &key.caller, &key.key)
-                .await?
-                .and_then(|(_, _, response)| response)
-                .ok_or_else(|| ApiError::Internal("a kept response vanished".into()))?
+            let body = room_body(super::find_room(state, &room_id).await?)?;
+            // In a task of its own, as all database work: a client that hangs up cannot cut it.
+            let (pool, caller, key) = (state.pool.clone(), key.caller.clone(), key.key.clone());
+            tokio::spawn(async move {
+                idempotency::save_response(&pool, &caller, &key, &body).await?;
+                idempotency::find(&pool, &caller, &key).await
+            })
+            .await
+            .map_err(|join| ApiError::Internal(Box::new(join)))??
+            .and_then(|(_, _, response)| response)
+            .ok_or_else(|| ApiError::Internal("a kept response vanished".into()))?
         }
     };
     Ok(Some(created_response(&room_id, body, true)))

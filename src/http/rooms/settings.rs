@@ -37,6 +37,7 @@ use crate::http::{request_id, ApiError, AppState};
         (status = 404, description = "No room has this id.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The room has ended, or changed too often concurrently.", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body larger than 16 KiB.", body = Problem, content_type = "application/problem+json"),
+        crate::http::problem::SlowBody,
         crate::http::problem::Unavailable,
     )
 )]
