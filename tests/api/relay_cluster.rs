@@ -352,3 +352,24 @@ async fn a_stream_leader_killed_under_load_loses_and_duplicates_nothing() {
     );
     common::assert_each_rooms_order(&messages);
 }
+
+/// JetStream keeps 1 to 5 replicas: anything else is refused at start, naming the setting, not
+/// found out when the relay first creates the stream.
+#[tokio::test]
+async fn a_replica_count_jetstream_cannot_keep_stops_startup() {
+    for replicas in ["0", "7", "three"] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_neuronmeet"))
+            .arg("relay")
+            .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+            .env("NATS_URL", "nats://127.0.0.1:4222")
+            .env("NATS_STREAM_REPLICAS", replicas)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{replicas}: {stderr}");
+        assert!(
+            stderr.contains("NATS_STREAM_REPLICAS"),
+            "{replicas}: {stderr}"
+        );
+    }
+}
