@@ -165,6 +165,7 @@ pub struct Tokens {
     /// An identity provider's keys, for user tokens not signed with HS256.
     provider: Option<Arc<Jwks>>,
     join_validation: Validation,
+    pass_validation: Validation,
     issuer: Option<String>,
     audience: Option<String>,
     /// DISPLAY_EMAIL: a user token's `email` may be shown as their name when it has no `name`.
@@ -197,12 +198,15 @@ impl Tokens {
         join_validation.set_required_spec_claims(&["exp", "sub", "aud"]);
         join_validation.set_audience(&[JOIN_AUDIENCE]);
         join_validation.leeway = 30;
+        let mut pass_validation = join_validation.clone();
+        pass_validation.set_audience(&[WAITING_AUDIENCE]);
         Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
             provider: None,
             join_validation,
+            pass_validation,
             issuer,
             audience,
             show_email: false,
@@ -274,7 +278,7 @@ impl Tokens {
             }
             _ => Vec::new(),
         };
-        if audiences.contains(&JOIN_AUDIENCE) {
+        if audiences.contains(&JOIN_AUDIENCE) || audiences.contains(&WAITING_AUDIENCE) {
             return Err(TokenError::JoinTokenNotAccepted);
         }
         check_not_before(payload.nbf.as_ref())?;
@@ -305,10 +309,15 @@ impl Tokens {
 /// The audience of join tokens: the signalling and media layers accept them; the API accepts
 /// them on the participant endpoints only.
 pub const JOIN_AUDIENCE: &str = "neuronmeet:room";
-/// How long a join token is valid.
+/// The audience of waiting passes: a participant in the waiting room holds one instead of a
+/// join token. It is good for their own participant resource, their waiting feed and leaving
+/// the waiting room, and nothing else: the signalling and media layers, which check
+/// `aud: neuronmeet:room`, refuse it, and so does every other endpoint.
+pub const WAITING_AUDIENCE: &str = "neuronmeet:waiting";
+/// How long a join token (or a waiting pass) is valid.
 pub const JOIN_TOKEN_TTL: Duration = Duration::from_secs(4 * 3600);
 
-/// A join token's claims: `sub` is the participant, `room` the room.
+/// A join token's (or a waiting pass's) claims: `sub` is the participant, `room` the room.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JoinClaims {
     /// Unique per token: each join gets a fresh one.
@@ -322,9 +331,11 @@ pub struct JoinClaims {
 }
 
 impl Tokens {
-    /// A join token for a participant of a room, and when it expires (seconds since the epoch).
+    /// A join token (`aud` [`JOIN_AUDIENCE`]) or a waiting pass (`aud` [`WAITING_AUDIENCE`])
+    /// for a participant of a room, and when it expires (seconds since the epoch).
     pub fn mint_join(
         &self,
+        audience: &'static str,
         participant_id: &str,
         room_id: &str,
         role: &str,
@@ -335,7 +346,7 @@ impl Tokens {
             sub: participant_id.to_owned(),
             room: room_id.to_owned(),
             role: role.to_owned(),
-            aud: JOIN_AUDIENCE.to_owned(),
+            aud: audience.to_owned(),
             iat: now,
             exp: now + JOIN_TOKEN_TTL.as_secs(),
         };
@@ -346,6 +357,13 @@ impl Tokens {
     pub fn verify_join(&self, token: &str) -> Result<JoinClaims, TokenError> {
         Ok(
             jsonwebtoken::decode::<JoinClaims>(token, &self.decoding, &self.join_validation)?
+                .claims,
+        )
+    }
+
+    pub fn verify_pass(&self, token: &str) -> Result<JoinClaims, TokenError> {
+        Ok(
+            jsonwebtoken::decode::<JoinClaims>(token, &self.decoding, &self.pass_validation)?
                 .claims,
         )
     }

@@ -15,10 +15,18 @@ pub struct Caller(pub Claims);
 /// with a bad token is still a 401.
 pub struct MaybeCaller(pub Option<Claims>);
 
-/// A user, or a participant of a room by their join token.
+/// A user, or a participant of a room by their join token. A waiting pass is refused (403):
+/// only [`WithPass`] takes one.
 pub enum Credential {
     User(Claims),
     Participant(JoinClaims),
+}
+
+/// A [`Credential`], or a waiting pass: for the few endpoints a waiting participant may use
+/// (their own participant resource, leaving the waiting room).
+pub enum WithPass {
+    Credential(Credential),
+    Pass(JoinClaims),
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -57,7 +65,28 @@ impl FromRequestParts<AppState> for Credential {
         if let Ok(join) = state.tokens.verify_join(token) {
             return Ok(Self::Participant(join));
         }
+        if state.tokens.verify_pass(token).is_ok() {
+            return Err(ApiError::Forbidden(
+                "a waiting pass is good only for its participant's own resource, waiting feed and leaving; the join token comes once admitted".into(),
+            ));
+        }
         user(state, token).await.map(Self::User)
+    }
+}
+
+impl FromRequestParts<AppState> for WithPass {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if let Ok(pass) = state.tokens.verify_pass(required_bearer(parts)?) {
+            return Ok(Self::Pass(pass));
+        }
+        Credential::from_request_parts(parts, state)
+            .await
+            .map(Self::Credential)
     }
 }
 

@@ -29,7 +29,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
-pub use caller::{Caller, Credential, MaybeCaller};
+pub use caller::{Caller, Credential, MaybeCaller, WithPass};
 pub use connections::serve;
 pub use health::Checks;
 pub use problem::ApiError;

@@ -20,8 +20,9 @@ use super::body::MaybeJsonObject;
 use super::fields::{Fields, Nulls};
 use super::problem::Problem;
 use super::query::{Params, RawParams};
-use super::rooms::{find_room, timestamp};
-use super::{request_id, ApiError, AppState, Credential, MaybeCaller};
+use super::rooms::{find_room, optional_timestamp, timestamp};
+use super::{request_id, ApiError, AppState, Credential, MaybeCaller, WithPass};
+use crate::auth::{JOIN_AUDIENCE, WAITING_AUDIENCE};
 use crate::commands::{self, CommandError};
 use crate::read_models::{participants, rooms};
 
@@ -31,7 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_participants))
         .routes(routes!(admit))
         .routes(routes!(deny))
-        .routes(routes!(remove))
+        .routes(routes!(remove, get_participant))
         .routes(routes!(deny_all))
 }
 
@@ -152,24 +153,37 @@ async fn join_room(
         (true, Status::Joined) => StatusCode::CREATED,
         (true, Status::Waiting) => StatusCode::ACCEPTED,
     };
-    let (join_token, expires) = state
-        .tokens
-        .mint_join(
-            &participant.id,
-            &room.id,
-            participants::role_text(participant.role),
-        )
-        .map_err(|e| ApiError::Internal(Box::new(e)))?;
-    let expires_at = DateTime::from_timestamp(expires as i64, 0).unwrap_or_default();
-    Ok((
-        status,
-        Json(Joined {
+    Ok((status, Json(Joined::of(&state, participant)?)).into_response())
+}
+
+impl Joined {
+    /// A participant with their credential: a join token once joined, a waiting pass while
+    /// waiting (the waiting room cannot be walked past with it).
+    fn of(state: &AppState, participant: ParticipantView) -> Result<Self, ApiError> {
+        let audience = match participant.status {
+            Status::Joined => JOIN_AUDIENCE,
+            Status::Waiting => WAITING_AUDIENCE,
+        };
+        let (token, expires) = state
+            .tokens
+            .mint_join(
+                audience,
+                &participant.id,
+                &participant.room_id,
+                participants::role_text(participant.role),
+            )
+            .map_err(|e| ApiError::Internal(Box::new(e)))?;
+        let (join_token, waiting_pass) = match participant.status {
+            Status::Joined => (Some(token), None),
+            Status::Waiting => (None, Some(token)),
+        };
+        Ok(Self {
             participant: ParticipantBody::from(participant),
             join_token,
-            expires_at,
-        }),
-    )
-        .into_response())
+            waiting_pass,
+            expires_at: DateTime::from_timestamp(expires as i64, 0),
+        })
+    }
 }
 
 /// The participants
@@ -381,7 +395,7 @@ async fn acting_user(
 )]
 async fn remove(
     State(state): State<AppState>,
-    credential: Credential,
+    credential: WithPass,
     headers: HeaderMap,
     Path((id, pid)): Path<(String, String)>,
     query: RawParams,
@@ -390,6 +404,22 @@ async fn remove(
     let block = params.one_of("block", &["true", "false"], "false") == "true";
     params.finish()?;
     find_room(&state, &id).await?;
+    let credential = match credential {
+        // A waiting participant leaves the waiting room with their pass.
+        WithPass::Pass(pass) if pass.room == id => {
+            return leave(
+                &state,
+                &headers,
+                &id,
+                pid,
+                Actor::Participant(pass.sub),
+                block,
+            )
+            .await
+        }
+        WithPass::Pass(_) => return Err(other_rooms_pass()),
+        WithPass::Credential(credential) => credential,
+    };
     let by = match &credential {
         Credential::User(claims) => Actor::User(claims.sub.clone()),
         Credential::Participant(join) if join.room != id => {
@@ -403,17 +433,101 @@ async fn remove(
             None => Actor::Participant(join.sub.clone()),
         },
     };
+    leave(&state, &headers, &id, pid, by, block).await
+}
+
+async fn leave(
+    state: &AppState,
+    headers: &HeaderMap,
+    room_id: &str,
+    participant_id: String,
+    by: Actor,
+    block: bool,
+) -> Result<StatusCode, ApiError> {
     let command = RoomCommand::RemoveParticipant(RemoveParticipant {
         by,
-        participant_id: pid,
+        participant_id,
         block,
         at: commands::now(),
     });
     state
         .commands
-        .execute(&id, command, request_id(&headers))
+        .execute(room_id, command, request_id(headers))
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+fn other_rooms_pass() -> ApiError {
+    ApiError::Forbidden("this waiting pass is for another room".into())
+}
+
+/// A participant
+///
+/// For the host, for joined participants of the room, and for the participant themselves
+/// (with their user token, join token or waiting pass). For themselves, once joined, it carries
+/// a fresh `joinToken`: this is how a waiting participant whom the host admitted gets one.
+#[utoipa::path(
+    get,
+    path = "/rooms/{id}/participants/{pid}",
+    tag = "participants",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Room id"), ("pid" = String, Path, description = "Participant id")),
+    responses(
+        (status = 200, description = "`{\"participant\"}`; for the participant themselves, also `joinToken` once joined (or `waitingPass` while waiting) and `expiresAt`.", body = Joined),
+        crate::http::problem::Unauthenticated,
+        (status = 403, description = "Neither the host, a joined participant, nor the participant themselves.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such room, or no such participant in it (one who left or was denied is gone).", body = Problem, content_type = "application/problem+json"),
+        crate::http::problem::Unavailable,
+    )
+)]
+async fn get_participant(
+    State(state): State<AppState>,
+    credential: WithPass,
+    Path((id, pid)): Path<(String, String)>,
+) -> Result<Json<Joined>, ApiError> {
+    let room = find_room(&state, &id).await?;
+    let themselves = match &credential {
+        WithPass::Pass(pass) if pass.room == id => pass.sub == pid,
+        WithPass::Pass(_) => return Err(other_rooms_pass()),
+        WithPass::Credential(Credential::Participant(join)) if join.room == id => join.sub == pid,
+        WithPass::Credential(_) => false,
+    };
+    let find = || async {
+        participants::find(&state.pool, &id, &pid)
+            .await?
+            .ok_or_else(no_such_participant)
+    };
+    if themselves {
+        return Ok(Json(Joined::of(&state, find().await?)?));
+    }
+    let WithPass::Credential(credential) = &credential else {
+        return Err(ApiError::Forbidden(
+            "a waiting pass shows only its own participant".into(),
+        ));
+    };
+    // Who asks, as a participant of this room (a signed-in user by their id).
+    let me = match credential {
+        Credential::User(claims) => participants::find_user(&state.pool, &id, &claims.sub).await?,
+        Credential::Participant(join) if join.room == id => {
+            participants::find(&state.pool, &id, &join.sub).await?
+        }
+        Credential::Participant(_) => None,
+    };
+    if me.as_ref().is_some_and(|me| me.id == pid) {
+        return Ok(Json(Joined::of(&state, find().await?)?));
+    }
+    let host = acting_user(&state, credential, &id).await?.as_deref() == Some(&room.host_id);
+    if !host && !me.is_some_and(|me| me.status == Status::Joined) {
+        return Err(ApiError::Forbidden(
+            "only the host and the room's joined participants see its participants".into(),
+        ));
+    }
+    Ok(Json(Joined {
+        participant: ParticipantBody::from(find().await?),
+        join_token: None,
+        waiting_pass: None,
+        expires_at: None,
+    }))
 }
 
 /// How many knocks a deny-all denied.
@@ -484,6 +598,8 @@ struct JoinRequest {
     display_name: Option<String>,
 }
 
+/// A participant and their credential: `joinToken` once joined, `waitingPass` while waiting
+/// (exactly one of the two).
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(example = json!({"participant": participant_example(),
@@ -491,11 +607,22 @@ struct JoinRequest {
     "expiresAt": "2026-03-03T14:30:00.000Z"}))]
 struct Joined {
     participant: ParticipantBody,
-    /// HS256 JWT, `aud` `neuronmeet:room`, `sub` the participant, `room`, `role`; valid 4 h.
-    join_token: String,
-    #[serde(serialize_with = "timestamp")]
-    #[schema(value_type = String, format = DateTime)]
-    expires_at: DateTime<Utc>,
+    /// For a joined participant: HS256 JWT, `aud` `neuronmeet:room`, `sub` the participant,
+    /// `room`, `role`; valid 4 h. What the signalling and media layers accept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    join_token: Option<String>,
+    /// For a waiting participant: the same shape with `aud` `neuronmeet:waiting`, good only for
+    /// `GET /rooms/{id}/participants/{pid}` (which gives the join token once admitted) and
+    /// leaving (`DELETE`), for themselves.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    waiting_pass: Option<String>,
+    /// When the token or pass expires (with one of them).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "optional_timestamp"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime, nullable = false)]
+    expires_at: Option<DateTime<Utc>>,
 }
 
 // Documentation only: `Params` reads the query.

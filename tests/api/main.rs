@@ -6,6 +6,7 @@ mod common;
 
 mod bad_requests;
 mod client_tools;
+mod credentials;
 mod deadlines;
 mod docs_page;
 mod group_commit;

@@ -818,8 +818,17 @@ async fn the_hosts_join_token_acts_as_the_host() {
     assert_eq!(admit.status(), 200);
     let remove = with_token(&app, Method::DELETE, &format!("{path}/{pid}"), token).await;
     assert_eq!(remove.status(), 204);
-    // A member's join token does not.
+    // A member's join token does not (Bob's, which his waiting pass fetches once admitted).
     let bob: Value = join(&app, &room, "bob").await.json().await.unwrap();
+    let bob_path = format!("{path}/{}", bob["participant"]["id"].as_str().unwrap());
+    let admit = with_token(&app, Method::POST, &format!("{bob_path}/admit"), token).await;
+    assert_eq!(admit.status(), 200);
+    let pass = bob["waitingPass"].as_str().unwrap();
+    let bob: Value = with_token(&app, Method::GET, &bob_path, pass)
+        .await
+        .json()
+        .await
+        .unwrap();
     let bob_token = bob["joinToken"].as_str().unwrap();
     let listing = with_token(
         &app,

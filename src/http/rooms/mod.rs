@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 
 use super::{ApiError, AppState};
 use crate::read_models::rooms;
-pub use views::{timestamp, FullRoom};
+pub use views::{optional_timestamp, timestamp, FullRoom};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

@@ -270,8 +270,11 @@ async function main(baseUrl: string, token: string): Promise<void> {
     const linus = await expectData("POST /rooms/code/{code}/join (guest Linus)", guestJoin("Linus"), 202);
     for (const g of [grace, linus]) {
         check(
-            g.participant.role === "guest" && g.participant.status === "waiting" && g.joinToken.length > 0,
-            `join (guest): ${show(g.participant)}`,
+            g.participant.role === "guest" &&
+                g.participant.status === "waiting" &&
+                typeof g.waitingPass === "string" &&
+                g.joinToken === undefined,
+            `join (guest): ${show(g)}`,
         );
     }
     await expectProblem(
@@ -315,10 +318,21 @@ async function main(baseUrl: string, token: string): Promise<void> {
     );
     check(nobodyWaiting.denied === 0, `deny-all: ${show(nobodyWaiting)}`);
 
-    // Grace, now in, sees who is in with her join token, then leaves.
+    // Grace, now in, gets her join token with her waiting pass, sees who is in with it, then
+    // leaves.
+    const graceNow = await expectData(
+        "GET /rooms/{id}/participants/{pid} (Grace's waiting pass)",
+        anon.GET("/rooms/{id}/participants/{pid}", { ...pids(grace.participant.id), headers: as(grace.waitingPass!) }),
+        200,
+    );
+    check(
+        graceNow.participant.status === "joined" && typeof graceNow.joinToken === "string",
+        `participant (Grace): ${show(graceNow)}`,
+    );
+    const graceToken = graceNow.joinToken!;
     const joined = await expectData(
         "GET /rooms/{id}/participants (Grace's join token)",
-        anon.GET("/rooms/{id}/participants", { params: { path: { id } }, headers: as(grace.joinToken) }),
+        anon.GET("/rooms/{id}/participants", { params: { path: { id } }, headers: as(graceToken) }),
         200,
     );
     check(
@@ -327,7 +341,7 @@ async function main(baseUrl: string, token: string): Promise<void> {
     );
     await expectStatus(
         "DELETE /rooms/{id}/participants/{pid} (Grace leaves)",
-        anon.DELETE("/rooms/{id}/participants/{pid}", { ...pids(grace.participant.id), headers: as(grace.joinToken) }),
+        anon.DELETE("/rooms/{id}/participants/{pid}", { ...pids(grace.participant.id), headers: as(graceToken) }),
         204,
     );
     const left = await expectData(
