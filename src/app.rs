@@ -11,16 +11,24 @@ use crate::auth::Tokens;
 use crate::codes::CodeGenerator;
 use crate::commands::RoomCommands;
 use crate::http::{self, AppState, Limits};
+use crate::live::Live;
 use crate::relay::RelayStatus;
 
-/// The HTTP application over an already migrated database.
+/// The HTTP application over an already migrated database. Live feeds follow room events on
+/// the NATS servers of `nats_url` (without one, they read the log when they open, and get no
+/// live events).
 pub fn build(
     pool: PgPool,
     tokens: Tokens,
     codes: Arc<dyn CodeGenerator>,
     relay: RelayStatus,
+    nats_url: Option<String>,
     limits: &Limits,
 ) -> Router {
+    let live = Live::new(limits.live_max_streams);
+    if let Some(nats_url) = nats_url {
+        tokio::spawn(live.clone().follow(nats_url));
+    }
     let mut commands = RoomCommands::new(pool.clone(), codes, limits.write_lock_timeout);
     if !limits.room_turns {
         commands = commands.without_room_turns();
@@ -31,6 +39,7 @@ pub fn build(
         tokens,
         commands,
         relay,
+        live,
         openapi: Default::default(),
         metrics: crate::telemetry::handle(),
     };

@@ -246,6 +246,9 @@ struct ServeArgs {
     /// transaction, say); then that command alone gets a 503, unwritten.
     #[arg(long, env = "WRITE_LOCK_TIMEOUT", default_value = "1s", value_parser = parse_duration)]
     write_lock_timeout: std::time::Duration,
+    /// The most live feeds (Server-Sent Events) open at once on this instance; beyond, 503.
+    #[arg(long, env = "LIVE_MAX_STREAMS", default_value_t = 10_000)]
+    live_max_streams: usize,
     /// The most requests served at once. The limit adapts between 4 × the pool size and this;
     /// beyond it, requests are refused at once with a 503 rather than queued.
     #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = 512)]
@@ -480,6 +483,7 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
     let pool = args.database.migrated_pool().await?;
     let (stop, stopped) = watch::channel(false);
     let relay_status = RelayStatus::default();
+    let nats_url = args.nats.nats_url.clone();
     let relay = tokio::spawn(relay::run(
         pool.clone(),
         args.nats.relay_config(),
@@ -493,6 +497,7 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         max_connections: args.max_connections as usize,
         shutdown_timeout: args.shutdown_timeout,
         write_lock_timeout: args.write_lock_timeout,
+        live_max_streams: args.live_max_streams,
         max_concurrent_requests: args.max_concurrent_requests,
         min_concurrent_requests: 4 * args.database.database_max_connections as usize,
         latency_target: args.latency_target,
@@ -504,6 +509,7 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         tokens,
         Arc::new(SecureCodes),
         relay_status,
+        Some(nats_url),
         &limits,
     );
     // Both IPv6 and IPv4 where the system allows a dual-stack socket, IPv4 alone otherwise.

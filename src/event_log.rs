@@ -89,6 +89,22 @@ pub struct HistoryEvent {
     pub recorded_at: DateTime<Utc>,
 }
 
+/// The sequence of the last event of one aggregate (0 when it has none).
+pub async fn last_sequence<'e>(
+    db: impl PgExecutor<'e>,
+    aggregate_type: &str,
+    aggregate_id: &str,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT coalesce(max(sequence), 0) FROM events \
+          WHERE aggregate_type = $1 AND aggregate_id = $2",
+    )
+    .bind(aggregate_type)
+    .bind(aggregate_id)
+    .fetch_one(db)
+    .await
+}
+
 /// Up to `limit` events of one aggregate after `after`, in sequence order.
 pub async fn history<'e>(
     db: impl PgExecutor<'e>,

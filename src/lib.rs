@@ -16,6 +16,7 @@ pub mod group_commit;
 pub mod http;
 pub mod idempotency;
 pub mod jwks;
+pub mod live;
 pub mod read_models;
 pub mod relay;
 pub mod replay;

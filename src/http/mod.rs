@@ -8,6 +8,7 @@ mod deadline;
 mod docs;
 mod fields;
 mod health;
+mod live;
 mod participants;
 mod problem;
 mod query;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub relay: RelayStatus,
     /// The last check of the database and the relay's lag, for /readyz and /metrics.
     pub checks: Checks,
+    /// Room events for this instance's live feeds.
+    pub live: crate::live::Live,
     /// The OpenAPI document, serialized once.
     pub openapi: Arc<String>,
     pub metrics: PrometheusHandle,
@@ -97,6 +100,7 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(rooms::router())
         .merge(users::router())
         .merge(participants::router())
+        .merge(live::router())
         .merge(health::router())
         .merge(docs::router())
         .split_for_parts();
@@ -121,6 +125,8 @@ pub struct Limits {
     pub shutdown_timeout: Duration,
     /// The longest a write waits for a lock another transaction holds (then 503, not written).
     pub write_lock_timeout: Duration,
+    /// The most live feeds (SSE) open at once; beyond, 503 `overloaded`.
+    pub live_max_streams: usize,
     /// The most requests served at once; admission control (`admission`) adapts the limit
     /// between `min_concurrent_requests` and this. More are refused at once with a 503.
     pub max_concurrent_requests: usize,
@@ -145,6 +151,7 @@ impl Default for Limits {
             max_connections: 10_000,
             shutdown_timeout: Duration::from_secs(10),
             write_lock_timeout: crate::event_store::WRITE_LOCK_TIMEOUT,
+            live_max_streams: 10_000,
             max_concurrent_requests: 512,
             min_concurrent_requests: 40,
             latency_target: Duration::from_millis(50),

@@ -159,7 +159,7 @@ async fn join_room(
 impl Joined {
     /// A participant with their credential: a join token once joined, a waiting pass while
     /// waiting (the waiting room cannot be walked past with it).
-    fn of(state: &AppState, participant: ParticipantView) -> Result<Self, ApiError> {
+    pub(super) fn of(state: &AppState, participant: ParticipantView) -> Result<Self, ApiError> {
         let audience = match participant.status {
             Status::Joined => JOIN_AUDIENCE,
             Status::Waiting => WAITING_AUDIENCE,
@@ -605,7 +605,7 @@ struct JoinRequest {
 #[schema(example = json!({"participant": participant_example(),
     "joinToken": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIwMWEyLi4uIn0.c2lnbmF0dXJl",
     "expiresAt": "2026-03-03T14:30:00.000Z"}))]
-struct Joined {
+pub(super) struct Joined {
     participant: ParticipantBody,
     /// For a joined participant: HS256 JWT, `aud` `neuronmeet:room`, `sub` the participant,
     /// `room`, `role`; valid 4 h. What the signalling and media layers accept.

@@ -55,6 +55,9 @@ pub enum ApiError {
     /// The request's deadline (`REQUEST_TIMEOUT`) passed before its command was written.
     #[error("the request did not complete within its deadline; nothing was written")]
     TimedOut,
+    /// This instance is at one of its limits; another (or this one, soon) can serve.
+    #[error("{0}")]
+    Overloaded(String),
     #[error("a dependency is unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("internal error")]
@@ -174,6 +177,11 @@ impl ApiError {
                 "request-timeout",
                 "Request timeout",
             ),
+            Self::Overloaded(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "Service overloaded",
+            ),
             Self::TimedOut => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "timed-out",
@@ -252,6 +260,9 @@ impl IntoResponse for ApiError {
                 if db::is_pool_timeout(cause.as_ref()) {
                     response.extensions_mut().insert(PoolTimedOut);
                 }
+            }
+            Self::Overloaded(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             Self::TimedOut => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

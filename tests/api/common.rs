@@ -151,6 +151,7 @@ impl TestApp {
         let tokens = Tokens::new(SECRET, None, None);
         let relay_status = RelayStatus::default();
         let (stop_relay, relay_stopped) = watch::channel(false);
+        let nats_url = options.relay.as_ref().map(|config| config.nats_url.clone());
         let relay = options.relay.map(|config| {
             tokio::spawn(relay::run(
                 pool.clone(),
@@ -164,6 +165,7 @@ impl TestApp {
             tokens.clone(),
             options.codes,
             relay_status.clone(),
+            nats_url,
             &options.limits,
         );
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

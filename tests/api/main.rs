@@ -12,6 +12,7 @@ mod docs_page;
 mod group_commit;
 mod host_controls;
 mod jwks;
+mod live;
 mod names;
 mod openapi;
 mod operations;

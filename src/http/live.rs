@@ -1,0 +1,466 @@
+//! Live feeds over Server-Sent Events: a room's events as they happen (`GET /rooms/{id}/live`),
+//! and a waiting participant's outcome (`GET /rooms/{id}/participants/{pid}/live`).
+//!
+//! A feed reads the log, then follows the room's live events (`crate::live`), by room sequence:
+//! an event it has sent already is skipped, and a gap sends it back to the log, so that a
+//! client resuming with `Last-Event-ID` gets every event after it exactly once. It holds no
+//! database connection while it waits; its task ends when the client leaves.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aggregates::{Room, Status};
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use cqrs_es::Aggregate;
+use futures_util::Stream;
+use serde_json::json;
+use tokio::sync::{broadcast, mpsc};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::participants::Joined;
+use super::problem::Problem;
+use super::query::{Params, RawParams};
+use super::rooms::find_room;
+use super::{ApiError, AppState, Credential, WithPass};
+use crate::event_log;
+use crate::live::{self, LiveEvent};
+use crate::read_models::{participants, rooms};
+
+/// Events a feed keeps for a client that reads slower than they come; beyond, the feed ends.
+const FEED_BUFFER: usize = 1000;
+/// A comment this often keeps proxies from closing an idle feed.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// Events read from the log at a time.
+const LOG_PAGE: i64 = 500;
+
+pub fn router() -> OpenApiRouter<super::AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(room_feed))
+        .routes(routes!(waiting_feed))
+}
+
+/// Who watches a room's feed: the host sees everything; a participant not the waiting room's
+/// events, and their feed ends when they leave.
+enum Viewer {
+    Host,
+    Participant(String),
+}
+
+impl Viewer {
+    fn sees(&self, event: &LiveEvent) -> bool {
+        match self {
+            Self::Host => true,
+            Self::Participant(_) => !matches!(
+                event.kind.as_str(),
+                "ParticipantWaiting" | "ParticipantDenied" | "ParticipantBlocked"
+            ),
+        }
+    }
+
+    /// The last event this viewer's feed sends.
+    fn ends_with(&self, event: &LiveEvent) -> bool {
+        event.kind == "RoomEnded"
+            || matches!(self, Self::Participant(me)
+                if event.kind == "ParticipantLeft" && event.participant.as_ref() == Some(me))
+    }
+}
+
+/// A room's events, live
+///
+/// `text/event-stream` for the host (user token, or the host's join token) and joined
+/// participants (user or join token): each event of the room in room order, `id:` its room
+/// sequence, `event:` its type, `data:` its data exactly as on NATS (docs/events.md). With
+/// `Last-Event-ID` (or `?after=`) the events after it come first, from the log, then the live
+/// ones, with no gap and no duplicate; without either, the feed starts with the next event
+/// (`?after=0`: the whole history first). Participants do not see the waiting room's events
+/// (`ParticipantWaiting`, `ParticipantDenied`, `ParticipantBlocked`). The feed ends after
+/// `RoomEnded`, and for a participant after their own `ParticipantLeft`. A comment every 15 s
+/// keeps it open through proxies; a client that reads slower than 1,000 events behind is cut
+/// off with a comment saying to reconnect with `Last-Event-ID`. Watch one with `curl -N`.
+#[utoipa::path(
+    get,
+    path = "/rooms/{id}/live",
+    tag = "participants",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "Room id"),
+        ("after" = Option<i64>, Query, description = "Start after this room sequence (0: the whole history)."),
+        ("Last-Event-ID" = Option<String>, Header, description = "The `id` of the last event received: resume after it. Wins over `after`."),
+    ),
+    responses(
+        (status = 200, description = "Server-Sent Events: the room's events (see the AsyncAPI document, asyncapi.yaml, for each type's data).", content_type = "text/event-stream", body = String),
+        (status = 400, description = "`Last-Event-ID` or `after` is not a room sequence.", body = Problem, content_type = "application/problem+json"),
+        crate::http::problem::Unauthenticated,
+        (status = 403, description = "Neither the host nor a joined participant (a waiting pass, or another room's join token).", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No room has this id.", body = Problem, content_type = "application/problem+json"),
+        crate::http::problem::Unavailable,
+    )
+)]
+async fn room_feed(
+    State(state): State<AppState>,
+    credential: Credential,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    query: RawParams,
+) -> Result<Response, ApiError> {
+    let mut params = Params::new(query)?;
+    let after = params.text("after");
+    let resume = headers.get("last-event-id").map(|value| {
+        value
+            .to_str()
+            .ok()
+            .and_then(|text| text.parse::<i64>().ok())
+            .filter(|sequence| *sequence > 0)
+    });
+    let after = match (resume, after) {
+        (Some(Some(sequence)), _) => Some(sequence),
+        (Some(None), _) => {
+            params.invalid("Last-Event-ID", "must be a positive integer: an event's id");
+            None
+        }
+        (None, Some(text)) => match text.parse::<i64>() {
+            Ok(sequence) if sequence >= 0 => Some(sequence),
+            _ => {
+                params.invalid("after", format!("must be an integer from 0 (got {text:?})"));
+                None
+            }
+        },
+        (None, None) => None,
+    };
+    params.finish()?;
+    let room = find_room(&state, &id).await?;
+    let viewer = match &credential {
+        Credential::User(claims) if claims.sub == room.host_id => Viewer::Host,
+        Credential::User(claims) => {
+            match joined(participants::find_user(&state.pool, &id, &claims.sub).await?) {
+                Some(me) => Viewer::Participant(me.id),
+                None => return Err(not_in_room()),
+            }
+        }
+        Credential::Participant(join) if join.room == id => {
+            match joined(participants::find(&state.pool, &id, &join.sub).await?) {
+                Some(me) if me.user_id.as_deref() == Some(room.host_id.as_str()) => Viewer::Host,
+                Some(me) => Viewer::Participant(me.id),
+                None => return Err(not_in_room()),
+            }
+        }
+        Credential::Participant(_) => {
+            return Err(ApiError::Forbidden(
+                "this join token is for another room".into(),
+            ))
+        }
+    };
+    let slot = state.live.open().ok_or_else(overloaded)?;
+    // Following the room before reading the log: nothing can fall between the two.
+    let events = state.live.subscribe(&id);
+    let after = match after {
+        Some(after) => after,
+        None => last_sequence(&state, &id).await?,
+    };
+    let feed = Feed::start();
+    let (sender, overflowed) = (feed.sender.clone(), Arc::clone(&feed.overflowed));
+    let (pool, connections) = (state.pool.clone(), state.live.connections());
+    tokio::spawn(async move {
+        let _slot = slot;
+        follow_room(
+            pool,
+            id,
+            after,
+            viewer,
+            events,
+            connections,
+            sender,
+            overflowed,
+        )
+        .await;
+    });
+    Ok(feed.response())
+}
+
+fn joined(
+    participant: Option<projections::ParticipantView>,
+) -> Option<projections::ParticipantView> {
+    participant.filter(|p| p.status == Status::Joined)
+}
+
+fn not_in_room() -> ApiError {
+    ApiError::Forbidden("only the host and the room's joined participants follow its feed".into())
+}
+
+fn overloaded() -> ApiError {
+    metrics::counter!("http_requests_shed_total", "reason" => "live_streams").increment(1);
+    ApiError::Overloaded(
+        "this instance has as many live feeds open as LIVE_MAX_STREAMS allows".into(),
+    )
+}
+
+async fn last_sequence(state: &AppState, room_id: &str) -> Result<i64, ApiError> {
+    Ok(event_log::last_sequence(&state.pool, Room::TYPE, room_id).await?)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn follow_room(
+    pool: sqlx::PgPool,
+    room_id: String,
+    mut last: i64,
+    viewer: Viewer,
+    mut events: live::Receiver,
+    mut connections: tokio::sync::watch::Receiver<u64>,
+    sender: mpsc::Sender<Event>,
+    overflowed: Arc<AtomicBool>,
+) {
+    connections.borrow_and_update();
+    loop {
+        // From the log: everything after the last event sent.
+        loop {
+            let page = match event_log::history(&pool, Room::TYPE, &room_id, last, LOG_PAGE).await {
+                Ok(page) => page,
+                Err(error) => {
+                    tracing::warn!(%error, room_id, "a live feed cannot read the log; ending it");
+                    let _ = sender.try_send(Event::default().comment(
+                            "the service cannot read the room's events now: reconnect with Last-Event-ID",
+                        ));
+                    return;
+                }
+            };
+            let full = page.len() as i64 == LOG_PAGE;
+            for logged in page {
+                let data = event_log::data(&logged.event_type, &logged.payload);
+                let event = LiveEvent::new(logged.sequence, logged.event_type.clone(), data);
+                last = event.sequence;
+                if !send(&sender, &overflowed, &viewer, &event) || viewer.ends_with(&event) {
+                    return;
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        // Live, until a gap or a reconnection sends it back to the log.
+        loop {
+            tokio::select! {
+                received = events.recv() => match received {
+                    Ok(event) if event.sequence <= last => continue,
+                    Ok(event) if event.sequence == last + 1 => {
+                        last = event.sequence;
+                        if !send(&sender, &overflowed, &viewer, &event) || viewer.ends_with(&event) {
+                            return;
+                        }
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                changed = connections.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    break;
+                }
+                _ = sender.closed() => return,
+            }
+        }
+    }
+}
+
+/// Sends `event` if the viewer sees it; false when the feed is over (the client left, or
+/// fell too far behind).
+fn send(
+    sender: &mpsc::Sender<Event>,
+    overflowed: &AtomicBool,
+    viewer: &Viewer,
+    event: &LiveEvent,
+) -> bool {
+    if !viewer.sees(event) {
+        return true;
+    }
+    let sse = Event::default()
+        .id(event.sequence.to_string())
+        .event(&event.kind)
+        .data(&event.data);
+    match sender.try_send(sse) {
+        Ok(()) => true,
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            metrics::counter!("live_streams_dropped_total", "reason" => "slow_reader").increment(1);
+            overflowed.store(true, Ordering::Release);
+            false
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => false,
+    }
+}
+
+/// A waiting participant's outcome, live
+///
+/// With the participant's waiting pass: one event when the host decides, then the feed ends.
+/// `admitted` with `{"participant", "joinToken", "expiresAt"}`, `denied`, or `ended` (the room
+/// ended). Connecting after the outcome answers it at once. This is how a waiting page learns
+/// it was let in without polling.
+#[utoipa::path(
+    get,
+    path = "/rooms/{id}/participants/{pid}/live",
+    tag = "participants",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "Room id"), ("pid" = String, Path, description = "Participant id")),
+    responses(
+        (status = 200, description = "Server-Sent Events: one of `admitted` (data `{participant, joinToken, expiresAt}`), `denied` or `ended` (data `{\"participantId\"}`), then the end.", content_type = "text/event-stream", body = String),
+        crate::http::problem::Unauthenticated,
+        (status = 403, description = "Not this participant's waiting pass.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No room has this id.", body = Problem, content_type = "application/problem+json"),
+        crate::http::problem::Unavailable,
+    )
+)]
+async fn waiting_feed(
+    State(state): State<AppState>,
+    credential: WithPass,
+    Path((id, pid)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    match &credential {
+        WithPass::Pass(pass) if pass.room == id && pass.sub == pid => {}
+        _ => {
+            return Err(ApiError::Forbidden(
+                "the waiting feed is for the participant's own waiting pass".into(),
+            ))
+        }
+    }
+    find_room(&state, &id).await?;
+    let slot = state.live.open().ok_or_else(overloaded)?;
+    let events = state.live.subscribe(&id);
+    let feed = Feed::start();
+    let sender = feed.sender.clone();
+    let connections = state.live.connections();
+    tokio::spawn(async move {
+        let _slot = slot;
+        wait_for_outcome(state, id, pid, events, connections, sender).await;
+    });
+    Ok(feed.response())
+}
+
+async fn wait_for_outcome(
+    state: AppState,
+    room_id: String,
+    pid: String,
+    mut events: live::Receiver,
+    mut connections: tokio::sync::watch::Receiver<u64>,
+    sender: mpsc::Sender<Event>,
+) {
+    loop {
+        connections.borrow_and_update();
+        match outcome(&state, &room_id, &pid).await {
+            Ok(Some(event)) => {
+                let _ = sender.try_send(event);
+                return;
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(error = %error, room_id, "a waiting feed cannot read the room; ending it");
+                let _ = sender.try_send(
+                    Event::default().comment("the service cannot read the room now: reconnect"),
+                );
+                return;
+            }
+        }
+        // Until something that may decide it: an event about this participant, the room's
+        // end, a gap, or NATS connecting again.
+        loop {
+            tokio::select! {
+                received = events.recv() => match received {
+                    Ok(event) if event.participant.as_deref() == Some(pid.as_str())
+                        || event.kind == "RoomEnded" => break,
+                    Ok(_) => continue,
+                    Err(broadcast::error::RecvError::Lagged(_)) => break,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                changed = connections.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    break;
+                }
+                _ = sender.closed() => return,
+            }
+        }
+    }
+}
+
+/// The participant's outcome, if the host (or the room's end) decided it.
+async fn outcome(state: &AppState, room_id: &str, pid: &str) -> Result<Option<Event>, ApiError> {
+    match participants::find(&state.pool, room_id, pid).await? {
+        Some(participant) if participant.status == Status::Waiting => Ok(None),
+        Some(participant) => {
+            let admitted = Joined::of(state, participant)?;
+            Ok(Some(
+                Event::default()
+                    .event("admitted")
+                    .json_data(admitted)
+                    .map_err(|e| ApiError::Internal(Box::new(e)))?,
+            ))
+        }
+        None => {
+            // Gone from the waiting room: denied, or turned away by the room's end (which
+            // denies everyone waiting in the same transaction that ends it).
+            let ended = rooms::find_by_id(&state.pool, room_id)
+                .await?
+                .is_none_or(|room| !room.is_active);
+            let kind = if ended { "ended" } else { "denied" };
+            Ok(Some(
+                Event::default()
+                    .event(kind)
+                    .data(json!({"participantId": pid}).to_string()),
+            ))
+        }
+    }
+}
+
+/// The client's side of a feed: the events its task sends, then, if it fell too far behind, a
+/// comment saying how to resume.
+struct Feed {
+    sender: mpsc::Sender<Event>,
+    receiver: mpsc::Receiver<Event>,
+    overflowed: Arc<AtomicBool>,
+}
+
+impl Feed {
+    fn start() -> Self {
+        let (sender, receiver) = mpsc::channel(FEED_BUFFER);
+        Self {
+            sender,
+            receiver,
+            overflowed: Arc::default(),
+        }
+    }
+
+    fn response(self) -> Response {
+        let Self {
+            receiver,
+            overflowed,
+            ..
+        } = self;
+        Sse::new(events(receiver, overflowed))
+            .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+            .into_response()
+    }
+}
+
+fn events(
+    receiver: mpsc::Receiver<Event>,
+    overflowed: Arc<AtomicBool>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    futures_util::stream::unfold(Some((receiver, overflowed)), |state| async move {
+        let (mut receiver, overflowed) = state?;
+        match receiver.recv().await {
+            Some(event) => Some((Ok(event), Some((receiver, overflowed)))),
+            None if overflowed.load(Ordering::Acquire) => Some((
+                Ok(Event::default().comment(
+                    "this feed fell too far behind and ends here: reconnect with Last-Event-ID to resume",
+                )),
+                None,
+            )),
+            None => None,
+        }
+    })
+}

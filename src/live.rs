@@ -1,0 +1,206 @@
+//! Live room events for this instance's feeds (`GET /rooms/{id}/live`, the waiting feed).
+//!
+//! One NATS subscription per instance on `rooms.>` (what the relay publishes, from whichever
+//! instance committed it) is fanned out in memory to the feeds of each room. The subscription
+//! is the cheap path, not the source of truth: a feed reads the log first, then takes live
+//! events in room sequence, and reads the log again whenever it sees a gap (a message lost on
+//! the way, a slow feed that fell behind its buffer) or NATS comes back after an outage. Why
+//! one subscription per instance and not one per room: the number of rooms with a feed open
+//! changes all the time, and every room event reaches each instance anyway at a few hundred
+//! bytes; a subscription per room would trade that for subscription churn and a window in which
+//! a new feed's first events could be missed (the log read covers it either way).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_nats::Event;
+use futures_util::StreamExt;
+use serde_json::Value;
+use tokio::sync::{broadcast, watch, OwnedSemaphorePermit, Semaphore};
+
+use crate::relay;
+
+/// One event of a room, as feeds send it: the room sequence, the type, the data as on NATS.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveEvent {
+    pub sequence: i64,
+    pub kind: String,
+    /// The JSON of the event's data (serde_json's, as the relay publishes it).
+    pub data: String,
+    /// The data's `participantId`, for the events that concern one participant.
+    pub participant: Option<String>,
+}
+
+impl LiveEvent {
+    pub fn new(sequence: i64, kind: String, data: &Value) -> Self {
+        Self {
+            sequence,
+            participant: data["participantId"].as_str().map(str::to_owned),
+            data: data.to_string(),
+            kind,
+        }
+    }
+}
+
+/// Live events of a room, delivered to one feed in memory.
+pub type Receiver = broadcast::Receiver<Arc<LiveEvent>>;
+
+/// Events a room's channel holds for a feed that has not taken them yet; a feed further behind
+/// is told it lagged and reads the log instead.
+const ROOM_BUFFER: usize = 256;
+
+#[derive(Clone)]
+pub struct Live {
+    rooms: Arc<Mutex<HashMap<String, broadcast::Sender<Arc<LiveEvent>>>>>,
+    /// Counts NATS (re)connections: a feed that sees it change reads the log, since events
+    /// published while this instance was cut off never reach it.
+    connected: watch::Sender<u64>,
+    streams: Arc<Semaphore>,
+    max_streams: usize,
+}
+
+impl Live {
+    /// At most `max_streams` feeds open at once.
+    pub fn new(max_streams: usize) -> Self {
+        metrics::gauge!("live_streams_limit").set(max_streams as f64);
+        Self {
+            rooms: Arc::default(),
+            connected: watch::Sender::new(0),
+            streams: Arc::new(Semaphore::new(max_streams)),
+            max_streams,
+        }
+    }
+
+    /// A place for one more feed, if the instance has one.
+    pub fn open(&self) -> Option<Stream> {
+        let permit = Arc::clone(&self.streams).try_acquire_owned().ok()?;
+        metrics::gauge!("live_streams_open")
+            .set((self.max_streams - self.streams.available_permits()) as f64);
+        Some(Stream {
+            _permit: permit,
+            streams: Arc::clone(&self.streams),
+            max_streams: self.max_streams,
+        })
+    }
+
+    /// The live events of `room_id` from now on.
+    pub fn subscribe(&self, room_id: &str) -> Receiver {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(sender) = rooms.get(room_id) {
+            return sender.subscribe();
+        }
+        // Forget rooms nobody follows any more, so the map holds only followed rooms.
+        rooms.retain(|_, sender| sender.receiver_count() > 0);
+        let (sender, receiver) = broadcast::channel(ROOM_BUFFER);
+        rooms.insert(room_id.to_owned(), sender);
+        receiver
+    }
+
+    /// Changes each time NATS connects again.
+    pub fn connections(&self) -> watch::Receiver<u64> {
+        self.connected.subscribe()
+    }
+
+    /// Hands an event to the feeds of its room, if any.
+    pub fn deliver(&self, room_id: &str, event: LiveEvent) {
+        let rooms = self.rooms.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(sender) = rooms.get(room_id) {
+            let _ = sender.send(Arc::new(event));
+        }
+    }
+
+    /// Follows `rooms.>` on the NATS servers of `nats_url` until the process ends, reconnecting
+    /// as long as it takes.
+    pub async fn follow(self, nats_url: String) {
+        let servers = match relay::nats_servers(&nats_url) {
+            Ok(servers) => servers,
+            Err(error) => {
+                tracing::error!(%error, "live feeds cannot use NATS_URL; they read the log only");
+                return;
+            }
+        };
+        let connected = self.connected.clone();
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .event_callback(move |event| {
+                let connected = connected.clone();
+                async move {
+                    if matches!(event, Event::Connected) {
+                        connected.send_modify(|n| *n += 1);
+                    }
+                }
+            })
+            .connect(servers)
+            .await;
+        let client = match client {
+            Ok(client) => client,
+            Err(error) => {
+                tracing::error!(%error, "live feeds cannot connect to NATS");
+                return;
+            }
+        };
+        let mut messages = match client.subscribe(relay::SUBJECTS).await {
+            Ok(messages) => messages,
+            Err(error) => {
+                tracing::error!(%error, "live feeds cannot subscribe to room events");
+                return;
+            }
+        };
+        // Whatever was published before this subscription is in the log.
+        self.connected.send_modify(|n| *n += 1);
+        while let Some(message) = messages.next().await {
+            match parse(&message.payload) {
+                Some((room_id, event)) => self.deliver(&room_id, event),
+                None => tracing::debug!(subject = %message.subject, "not a room event"),
+            }
+        }
+    }
+}
+
+/// The room and the event of a published CloudEvents envelope (docs/events.md).
+fn parse(payload: &[u8]) -> Option<(String, LiveEvent)> {
+    let envelope: Value = serde_json::from_slice(payload).ok()?;
+    let room_id = envelope["subject"].as_str()?.to_owned();
+    let sequence = match &envelope["sequence"] {
+        Value::String(text) => text.parse().ok()?,
+        other => other.as_i64()?,
+    };
+    let kind = envelope["type"].as_str()?.to_owned();
+    Some((room_id, LiveEvent::new(sequence, kind, &envelope["data"])))
+}
+
+/// A feed's place; it is given back when the feed ends.
+pub struct Stream {
+    _permit: OwnedSemaphorePermit,
+    streams: Arc<Semaphore>,
+    max_streams: usize,
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        // The permit goes back after this: one more than available now.
+        let open = self.max_streams - self.streams.available_permits() - 1;
+        metrics::gauge!("live_streams_open").set(open as f64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_both_sequence_forms_of_the_envelope() {
+        for sequence in [r#""0000000000000000007""#, "7"] {
+            let payload = format!(
+                r#"{{"subject": "r1", "type": "ParticipantLeft", "sequence": {sequence},
+                    "data": {{"participantId": "p1", "roomId": "r1"}}}}"#
+            );
+            let (room, event) = parse(payload.as_bytes()).unwrap();
+            assert_eq!(room, "r1");
+            assert_eq!(event.sequence, 7);
+            assert_eq!(event.participant.as_deref(), Some("p1"));
+            assert_eq!(event.data, r#"{"participantId":"p1","roomId":"r1"}"#);
+        }
+        assert!(parse(b"not json").is_none());
+    }
+}
