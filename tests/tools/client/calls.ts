@@ -330,6 +330,17 @@ async function main(baseUrl: string, token: string): Promise<void> {
         `participant (Grace): ${show(graceNow)}`,
     );
     const graceToken = graceNow.joinToken!;
+    // Her waiting feed, now that she is in: `admitted` at once, then its end.
+    const graceFeed = await expectData(
+        "GET /rooms/{id}/participants/{pid}/live",
+        anon.GET("/rooms/{id}/participants/{pid}/live", {
+            ...pids(grace.participant.id),
+            headers: as(grace.waitingPass!),
+            parseAs: "text",
+        }),
+        200,
+    );
+    check(graceFeed.includes("event: admitted"), `waiting feed: ${show(graceFeed)}`);
     const joined = await expectData(
         "GET /rooms/{id}/participants (Grace's join token)",
         anon.GET("/rooms/{id}/participants", { params: { path: { id } }, headers: as(graceToken) }),
@@ -383,6 +394,16 @@ async function main(baseUrl: string, token: string): Promise<void> {
         200,
     );
     check(endedAgain.endedAt === ended.endedAt, `DELETE /rooms/{id} again: ${show(endedAgain)}`);
+    // The room's feed from its beginning: the whole history, ending with RoomEnded.
+    const feed = await expectData(
+        "GET /rooms/{id}/live?after=0",
+        host.GET("/rooms/{id}/live", { params: { path: { id }, query: { after: 0 } }, parseAs: "text" }),
+        200,
+    );
+    check(
+        feed.includes("event: RoomCreated") && feed.trimEnd().split("\n\n").pop()!.includes("event: RoomEnded"),
+        `room feed: ${show(feed)}`,
+    );
 
     await expectProblem("POST /rooms/code/{code}/join (ended)", guestJoin("Late"), 410);
     await expectProblem(
