@@ -90,8 +90,8 @@ impl Viewer {
     security(("bearer" = [])),
     params(
         ("id" = String, Path, description = "Room id"),
-        ("after" = Option<i64>, Query, description = "Start after this room sequence (0: the whole history)."),
-        ("Last-Event-ID" = Option<String>, Header, description = "The `id` of the last event received: resume after it. Wins over `after`."),
+        ("after" = Option<i64>, Query, minimum = 0, description = "Start after this room sequence (0: the whole history)."),
+        ("Last-Event-ID" = Option<String>, Header, pattern = "^[1-9][0-9]{0,17}$", description = "The `id` of the last event received: resume after it. Wins over `after`."),
     ),
     responses(
         (status = 200, description = "Server-Sent Events: the room's events (see the AsyncAPI document, asyncapi.yaml, for each type's data).", content_type = "text/event-stream", body = String),
@@ -111,17 +111,25 @@ async fn room_feed(
 ) -> Result<Response, ApiError> {
     let mut params = Params::new(query)?;
     let after = params.text("after");
+    // An id this service sent: a room sequence, 1 to 18 digits (as the document's pattern).
     let resume = headers.get("last-event-id").map(|value| {
         value
             .to_str()
             .ok()
+            .filter(|text| {
+                (1..=18).contains(&text.len())
+                    && !text.starts_with('0')
+                    && text.bytes().all(|b| b.is_ascii_digit())
+            })
             .and_then(|text| text.parse::<i64>().ok())
-            .filter(|sequence| *sequence > 0)
     });
     let after = match (resume, after) {
         (Some(Some(sequence)), _) => Some(sequence),
         (Some(None), _) => {
-            params.invalid("Last-Event-ID", "must be a positive integer: an event's id");
+            params.invalid(
+                "Last-Event-ID",
+                "must be an event's id: a positive integer of at most 18 digits",
+            );
             None
         }
         (None, Some(text)) => match text.parse::<i64>() {
@@ -463,4 +471,48 @@ fn events(
             None => None,
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(kind: &str, participant: &str) -> LiveEvent {
+        LiveEvent::new(1, kind.into(), &json!({"participantId": participant}))
+    }
+
+    #[tokio::test]
+    async fn a_reader_too_far_behind_is_cut_off_with_a_comment_saying_how_to_resume() {
+        let feed = Feed::start();
+        let locked = event("RoomLocked", "p1");
+        let mut sent = 0;
+        while send(&feed.sender, &feed.overflowed, &Viewer::Host, &locked) {
+            sent += 1;
+        }
+        assert_eq!(sent, FEED_BUFFER);
+        let body = axum::body::to_bytes(feed.response().into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        assert_eq!(text.matches("event: RoomLocked").count(), FEED_BUFFER);
+        assert!(
+            text.trim_end()
+                .ends_with("reconnect with Last-Event-ID to resume"),
+            "{}",
+            &text[text.len() - 200..]
+        );
+    }
+
+    #[test]
+    fn participants_see_no_knock_and_their_feed_ends_when_they_leave() {
+        let me = Viewer::Participant("p1".into());
+        assert!(!me.sees(&event("ParticipantWaiting", "p2")));
+        assert!(!me.sees(&event("ParticipantDenied", "p2")));
+        assert!(me.sees(&event("ParticipantJoined", "p2")));
+        assert!(Viewer::Host.sees(&event("ParticipantWaiting", "p2")));
+        assert!(me.ends_with(&event("ParticipantLeft", "p1")));
+        assert!(!me.ends_with(&event("ParticipantLeft", "p2")));
+        assert!(!Viewer::Host.ends_with(&event("ParticipantLeft", "p1")));
+        assert!(Viewer::Host.ends_with(&event("RoomEnded", "")));
+    }
 }

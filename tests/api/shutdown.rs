@@ -189,3 +189,53 @@ async fn sigterm_ends_what_remains_at_the_shutdown_deadline() {
     let exit = exit_within(&mut service, Duration::from_secs(15)).await;
     assert!(exit.success(), "exit status {exit}");
 }
+
+/// Live feeds hold their connections open for good: SIGTERM closes them at once (their
+/// request is answered; only the stream goes on), and the process exits well within its drain
+/// deadline.
+#[tokio::test]
+async fn sigterm_with_a_thousand_feeds_open_exits_promptly() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut service, _, _nats, base) = spawn_service(&[("SHUTDOWN_TIMEOUT", "60s")]).await;
+    let client = reqwest::Client::new();
+    let token = neuronmeet::auth::Tokens::new(SECRET, None, None)
+        .mint(common::claims("user-1"), Duration::from_secs(600))
+        .unwrap();
+    let room: Value = client
+        .post(format!("{base}/rooms"))
+        .bearer_auth(&token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let request = format!(
+        "GET /rooms/{}/live HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {token}\r\n\r\n",
+        room["id"].as_str().unwrap()
+    );
+    let address = base.trim_start_matches("http://").to_owned();
+    let mut feeds = Vec::new();
+    // In batches, so that opening them does not meet the admission limit.
+    for _ in 0..10 {
+        let batch = (0..100).map(|_| {
+            let (address, request) = (address.clone(), request.clone());
+            tokio::spawn(async move {
+                let mut feed = tokio::net::TcpStream::connect(address).await.unwrap();
+                feed.write_all(request.as_bytes()).await.unwrap();
+                let mut head = [0u8; 12];
+                feed.read_exact(&mut head).await.unwrap();
+                assert_eq!(&head, b"HTTP/1.1 200");
+                feed
+            })
+        });
+        for feed in futures_util::future::join_all(batch).await {
+            feeds.push(feed.unwrap());
+        }
+    }
+    terminate(&service);
+    let exit = exit_within(&mut service, Duration::from_secs(5)).await;
+    assert!(exit.success(), "exit status {exit}");
+    drop(feeds);
+}
