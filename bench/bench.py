@@ -51,8 +51,12 @@ LONG_JOINS = int(os.environ.get("BENCH_LONG_JOINS", "200"))
 # BENCH_ONLY=patch runs only the PATCH measurement (and its pgbench), BENCH_ONLY=joins only the
 # joins; either merges its entry into OUT.
 ONLY = os.environ.get("BENCH_ONLY", "")
-if ONLY not in ("", "patch", "joins", "overload", "slow", "leader_kill"):
-    raise SystemExit(f"BENCH_ONLY={ONLY!r}: expected empty (everything), patch, joins, overload, slow or leader_kill")
+if ONLY not in ("", "patch", "joins", "overload", "slow", "leader_kill", "live"):
+    raise SystemExit(f"BENCH_ONLY={ONLY!r}: expected empty (everything), patch, joins, overload, slow, leader_kill or live")
+# Live feeds: LIVE_FEEDS feeds over LIVE_ROOMS rooms on two instances while LIVE_RATE commands/s
+# (PATCHes, alternating instances) run for DURATION; then LIVE_IDLE idle feeds on one instance.
+LIVE_FEEDS, LIVE_ROOMS, LIVE_RATE = 1000, 100, 200
+LIVE_IDLE = int(os.environ.get("BENCH_LIVE_IDLE", "10000"))
 # Slow sockets: SLOW_BODIES sockets trickle a join body a byte a second (reconnecting when
 # answered) and HALF_HEADS send half a request head (reconnecting when closed), while wrk
 # creates rooms from 8 connections; the same wrk run without them is the baseline.
@@ -1191,11 +1195,145 @@ def main_slow_only(info):
     replace_entry("slow_clients", run_slow(info), info, print_slow)
 
 
+async def http_call(reader, writer, method, path, token, body=None):
+    """One request on a kept-alive connection: (status, body)."""
+    payload = json.dumps(body).encode() if body is not None else b""
+    writer.write((f"{method} {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n"
+                  f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n").encode() + payload)
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+    return status, await reader.readexactly(length)
+
+
+async def open_feed(port, path, token):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(f"feed {path}: {head[:40]!r}")
+    return reader, writer
+
+
+async def read_feed(reader, room, arrivals):
+    """Records when each event of `room` arrives: arrivals[(room, sequence)] -> [times]."""
+    sequence = None
+    while True:
+        line = await reader.readline()
+        if not line:
+            return
+        if line.startswith(b"id:"):
+            sequence = int(line[3:].strip())
+        elif line == b"\n" and sequence is not None:
+            arrivals.setdefault((room, sequence), []).append(time.monotonic())
+            sequence = None
+
+
+async def live_latency(ports, token, room_ids):
+    arrivals, acks, done, tasks, writers = {}, {}, {}, [], []
+    for i in range(LIVE_FEEDS):
+        room = room_ids[i % len(room_ids)]
+        reader, writer = await open_feed(ports[i % 2], f"/rooms/{room}/live", token)
+        writers.append(writer)
+        tasks.append(asyncio.create_task(read_feed(reader, room, arrivals)))
+    log(f"{LIVE_FEEDS} feeds open; {LIVE_RATE} PATCHes/s for {DURATION}s")
+    conns = [await asyncio.open_connection("127.0.0.1", port) for port in ports for _ in range(8)]
+    queue = asyncio.Queue(maxsize=1000)
+
+    async def worker(reader, writer):
+        while True:
+            room, flip = await queue.get()
+            status, body = await http_call(reader, writer, "PATCH", f"/rooms/{room}/settings", token,
+                                           {"allowChat": flip})
+            if status == 200:
+                # A room's PATCHes are 0.5 s apart, one at a time: its k-th is its event 2 + k
+                # (after RoomCreated and SettingsConfigured; each one changes allowChat).
+                done[room] = done.get(room, 0) + 1
+                acks[(room, 2 + done[room])] = time.monotonic()
+            queue.task_done()
+
+    workers = [asyncio.create_task(worker(r, w)) for r, w in conns]
+    started, sent = time.monotonic(), 0
+    while time.monotonic() - started < DURATION:
+        due = started + sent / LIVE_RATE
+        await asyncio.sleep(max(0, due - time.monotonic()))
+        await queue.put((room_ids[sent % len(room_ids)], sent // len(room_ids) % 2 == 1))
+        sent += 1
+    await queue.join()
+    await asyncio.sleep(2)  # the last events on their way
+    for task in tasks + workers:
+        task.cancel()
+    for writer in writers + [w for _, w in conns]:
+        writer.close()
+    latencies = [max(0.0, t - acks[key]) * 1000 for key, times in arrivals.items() if key in acks for t in times]
+    expected = sum(LIVE_FEEDS // len(room_ids) for _ in acks)
+    return {"feeds": LIVE_FEEDS, "rooms": len(room_ids), "commands_per_s": LIVE_RATE, "commands": len(acks),
+            "deliveries": len(latencies), "deliveries_expected": expected,
+            "p50_ms": round1(percentile(latencies, 0.50)), "p99_ms": round1(percentile(latencies, 0.99)),
+            "max_ms": round1(max(latencies) if latencies else None)}
+
+
+async def idle_feeds(port, pid, token, room_ids):
+    feeds = []
+    for i in range(LIVE_IDLE):
+        feeds.append(await open_feed(port, f"/rooms/{room_ids[i % len(room_ids)]}/live", token))
+    log(f"{LIVE_IDLE} idle feeds open; sampling the service for 10 s")
+    await asyncio.sleep(2)
+    ticks = lambda: sum(int(x) for x in Path(f"/proc/{pid}/stat").read_text().split()[13:15])
+    before, at = ticks(), time.monotonic()
+    await asyncio.sleep(10)
+    cpu = (ticks() - before) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - at)
+    rss = int(re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text()).group(1)) / 1024
+    for _, writer in feeds:
+        writer.close()
+    return {"feeds": LIVE_IDLE, "rss_mib": round(rss, 1), "cpu_of_a_core": round(cpu, 4)}
+
+
+def run_live(info):
+    url = database("bench_live")
+    secret = secrets.token_hex(32)
+    first, base_a, token = start_service(url, secret, MAX_CONNECTIONS="20000")
+    second, base_b, _ = start_service(url, secret, MAX_CONNECTIONS="20000")
+    try:
+        room_ids = [json.loads(urllib.request.urlopen(urllib.request.Request(
+            base_a + "/rooms", data=b"{}", method="POST",
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})).read())["id"]
+            for _ in range(LIVE_ROOMS)]
+        ports = [int(base_a.rsplit(":", 1)[1]), int(base_b.rsplit(":", 1)[1])]
+        latency = asyncio.run(live_latency(ports, token, room_ids))
+        idle = asyncio.run(idle_feeds(ports[0], first.pid, token, room_ids))
+        return {"latency": latency, "idle": idle, "started": now(), "commit": commit(), "machine": info}
+    finally:
+        for process in (first, second):
+            process.terminate()
+            process.wait(timeout=30)
+
+
+def print_live(r):
+    lat, idle = r["latency"], r["idle"]
+    print(f"\nLive feeds: {lat['feeds']} feeds over {lat['rooms']} rooms on two instances, "
+          f"{lat['commands_per_s']} PATCHes/s (alternating instances) for {DURATION} s:")
+    print("| deliveries (expected) | commit-to-delivery p50 ms | p99 ms | max ms |")
+    print("|---:|---:|---:|---:|")
+    print(f"| {lat['deliveries']} ({lat['deliveries_expected']}) | {lat['p50_ms']} | {lat['p99_ms']} | {lat['max_ms']} |")
+    print(f"{idle['feeds']} idle feeds on one instance: RSS {idle['rss_mib']} MiB, "
+          f"{idle['cpu_of_a_core']:.2%} of a core at rest")
+
+
+def main_live_only(info):
+    replace_entry("live", run_live(info), info, print_live)
+
+
 def main():
     info = machine()
     log("machine: " + json.dumps(info))
     if ONLY == "slow":
         main_slow_only(info)
+        return
+    if ONLY == "live":
+        main_live_only(info)
         return
     if ONLY == "overload":
         main_overload_only(info)

@@ -45,6 +45,31 @@ pub fn router() -> OpenApiRouter<super::AppState> {
         .routes(routes!(waiting_feed))
 }
 
+// Documentation only: what each Server-Sent Event of a feed carries.
+/// One event of a room's feed.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct RoomFeedEvent {
+    /// The event's room sequence (what `Last-Event-ID` resumes after).
+    id: String,
+    /// The event type: `RoomCreated`, `SettingsConfigured`, `SettingsUpdated`, `RoomLocked`,
+    /// `RoomUnlocked`, `RoomEnded`, `ParticipantJoined`, `ParticipantWaiting`,
+    /// `ParticipantAdmitted`, `ParticipantDenied`, `ParticipantLeft`, `ParticipantBlocked`.
+    event: String,
+    /// The event's data as JSON, exactly as in the CloudEvents `data` on NATS.
+    data: String,
+}
+
+/// The one event of a waiting feed.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct OutcomeEvent {
+    /// `admitted`, `denied` or `ended`.
+    event: String,
+    /// JSON: `{participant, joinToken, expiresAt}` when admitted, else `{participantId}`.
+    data: String,
+}
+
 /// Who watches a room's feed: the host sees everything; a participant not the waiting room's
 /// events, and their feed ends when they leave.
 enum Viewer {
@@ -91,10 +116,10 @@ impl Viewer {
     params(
         ("id" = String, Path, description = "Room id"),
         ("after" = Option<i64>, Query, minimum = 0, description = "Start after this room sequence (0: the whole history)."),
-        ("Last-Event-ID" = Option<String>, Header, pattern = "^[1-9][0-9]{0,17}$", description = "The `id` of the last event received: resume after it. Wins over `after`."),
+        ("Last-Event-ID" = Option<String>, Header, nullable = false, pattern = "^[1-9][0-9]{0,17}$", description = "The `id` of the last event received: resume after it. Wins over `after`."),
     ),
     responses(
-        (status = 200, description = "Server-Sent Events: the room's events (see the AsyncAPI document, asyncapi.yaml, for each type's data).", content_type = "text/event-stream", body = String),
+        (status = 200, description = "Server-Sent Events: the room's events (see the AsyncAPI document, asyncapi.yaml, for each type's data).", content_type = "text/event-stream", body = RoomFeedEvent),
         (status = 400, description = "`Last-Event-ID` or `after` is not a room sequence.", body = Problem, content_type = "application/problem+json"),
         crate::http::problem::Unauthenticated,
         (status = 403, description = "Neither the host nor a joined participant (a waiting pass, or another room's join token).", body = Problem, content_type = "application/problem+json"),
@@ -315,7 +340,7 @@ fn send(
     security(("bearer" = [])),
     params(("id" = String, Path, description = "Room id"), ("pid" = String, Path, description = "Participant id")),
     responses(
-        (status = 200, description = "Server-Sent Events: one of `admitted` (data `{participant, joinToken, expiresAt}`), `denied` or `ended` (data `{\"participantId\"}`), then the end.", content_type = "text/event-stream", body = String),
+        (status = 200, description = "Server-Sent Events: one of `admitted` (data `{participant, joinToken, expiresAt}`), `denied` or `ended` (data `{\"participantId\"}`), then the end.", content_type = "text/event-stream", body = OutcomeEvent),
         crate::http::problem::Unauthenticated,
         (status = 403, description = "Not this participant's waiting pass.", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No room has this id.", body = Problem, content_type = "application/problem+json"),
