@@ -63,6 +63,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 404, description = "No room has this code.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The room is full.", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "The room has ended.", body = Problem, content_type = "application/problem+json"),
+        crate::http::problem::RateLimited,
         crate::http::problem::SlowBody,
         crate::http::problem::Unavailable,
     )
