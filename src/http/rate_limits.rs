@@ -10,9 +10,10 @@
 //! - code lookups;
 //! - failed lookups (a 404 from either route: an unknown or malformed code), more strictly.
 //!   The strict bucket is looked at (without taking from it) before anything else, and taken
-//!   from only when the answer is a 404: once it is empty, every lookup and join from that
-//!   address is refused, found codes too, until it refills. An enumerator finds nothing, and
-//!   reaches the database only for the first few codes it tries.
+//!   from when the answer is a 404 (its last one is taken up front, so that the requests in
+//!   flight when it refills do not all pass): once it is empty, every lookup and join from
+//!   that address is refused, found codes too, until it refills. An enumerator finds nothing,
+//!   and reaches the database for the first few codes it tries, then for one every refill.
 //!
 //! And per room: guest joins (direct, or knocks on a waiting room), keyed on the code in the
 //! path, so that it needs no database lookup either.
@@ -47,6 +48,7 @@ use axum::http::{header, HeaderMap, HeaderName, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, MonotonicClock};
+use governor::middleware::StateInformationMiddleware;
 use governor::nanos::Nanos;
 use governor::state::keyed::{HashMapStateStore, ShrinkableKeyedStateStore};
 use governor::state::{NotKeyed, StateStore};
@@ -371,7 +373,7 @@ struct Limit<K: Hash + Eq + Clone> {
     name: &'static str,
     detail: &'static str,
     limiter: RateLimiter<K, Shared<K>, MonotonicClock>,
-    peek: RateLimiter<K, Peek<K>, MonotonicClock>,
+    peek: RateLimiter<K, Peek<K>, MonotonicClock, StateInformationMiddleware>,
     /// The most keys seen since the map last shrank.
     peak: AtomicUsize,
 }
@@ -404,9 +406,12 @@ impl<K: Hash + Eq + Clone> Limit<K> {
         self.limiter.check_key(key)
     }
 
-    /// Whether `key`'s bucket has one, without taking it.
-    fn peek(&self, key: &K) -> Result<(), NotUntil<Instant>> {
-        self.peek.check_key(key)
+    /// Whether `key`'s bucket has one, without taking it: how many it would have left after
+    /// taking it, or when it will have one.
+    fn peek(&self, key: &K) -> Result<u32, NotUntil<Instant>> {
+        self.peek
+            .check_key(key)
+            .map(|state| state.remaining_burst_capacity())
     }
 
     /// Drops the keys whose bucket has refilled; gives the memory back once most are gone.
@@ -539,16 +544,25 @@ impl RateLimits {
     }
 
     /// Whether a request may go on: the strict bucket of failed lookups first (looked at, not
-    /// taken from), then the bucket of its kind, then, for a guest join, the room's.
+    /// taken from), then the bucket of its kind, then, for a guest join, the room's. `true`
+    /// when the request took the failed-lookups bucket's last one already (its 404 then takes
+    /// nothing more).
     fn admit(
         &self,
         route: Route,
         client: IpAddr,
         guest: bool,
         room: Option<u64>,
-    ) -> Result<(), Refused> {
+    ) -> Result<bool, Refused> {
+        let mut took_last_failure = false;
         if let Some(limit) = &self.failed_lookups {
-            limit.peek(&client).map_err(|n| self.refused(limit, n))?;
+            let left = limit.peek(&client).map_err(|n| self.refused(limit, n))?;
+            // The last one is taken now, found or not: otherwise every request of the address
+            // in flight when the bucket refills would pass before the first 404 takes it.
+            if left == 0 {
+                limit.take(&client).map_err(|n| self.refused(limit, n))?;
+                took_last_failure = true;
+            }
         }
         match route {
             Route::Lookup => {
@@ -566,7 +580,7 @@ impl RateLimits {
             }
             Route::Join => {}
         }
-        Ok(())
+        Ok(took_last_failure)
     }
 
     fn refused<K: Hash + Eq + Clone>(
@@ -610,17 +624,20 @@ pub async fn limit(
     ));
     let guest = route == Route::Join && !request.headers().contains_key(header::AUTHORIZATION);
     let room = if guest { room_key(code) } else { None };
-    if let Err(refused) = limits.admit(route, client, guest, room) {
-        metrics::counter!("rate_limited_total", "route" => route.template(), "limit" => refused.limit)
+    let took_last_failure = match limits.admit(route, client, guest, room) {
+        Ok(took) => took,
+        Err(refused) => {
+            metrics::counter!("rate_limited_total", "route" => route.template(), "limit" => refused.limit)
             .increment(1);
-        return ApiError::RateLimited {
-            detail: refused.detail,
-            retry_after: refused.retry_after.max(1),
+            return ApiError::RateLimited {
+                detail: refused.detail,
+                retry_after: refused.retry_after.max(1),
+            }
+            .into_response();
         }
-        .into_response();
-    }
+    };
     let response = next.run(request).await;
-    if response.status() == StatusCode::NOT_FOUND {
+    if response.status() == StatusCode::NOT_FOUND && !took_last_failure {
         limits.failed(client);
     }
     response
@@ -819,11 +836,17 @@ mod tests {
         .unwrap();
         let client = ip("192.0.2.1");
         for _ in 0..10 {
-            assert!(limits.admit(Route::Lookup, client, false, None).is_ok());
+            assert!(matches!(
+                limits.admit(Route::Lookup, client, false, None),
+                Ok(false)
+            ));
         }
         limits.failed(client);
-        assert!(limits.admit(Route::Join, client, false, None).is_ok());
-        limits.failed(client);
+        // The last one left is taken up front (and a 404 then takes nothing more).
+        assert!(matches!(
+            limits.admit(Route::Join, client, false, None),
+            Ok(true)
+        ));
         let refused = limits
             .admit(Route::Join, client, false, None)
             .err()
