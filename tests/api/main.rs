@@ -13,6 +13,7 @@ mod jwks;
 mod openapi;
 mod operations;
 mod participants;
+mod rate_limits;
 mod relay;
 mod relay_faults;
 mod replay;
