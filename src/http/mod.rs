@@ -3,6 +3,7 @@
 mod admission;
 mod body;
 mod caller;
+mod client_address;
 mod connections;
 mod deadline;
 mod docs;
@@ -31,10 +32,11 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
 pub use caller::{Caller, Credential, MaybeCaller};
+pub use client_address::{client_address, TrustedProxies};
 pub use connections::serve;
 pub use health::Checks;
 pub use problem::ApiError;
-pub use rate_limits::{client_address, Rate, TrustedProxies};
+pub use rate_limits::Rate;
 
 use crate::auth::Tokens;
 use crate::commands::RoomCommands;
