@@ -73,6 +73,8 @@ LIMITS_CONNECTIONS = 32
 LIMITS_JOIN_ROOMS = int(os.environ.get("BENCH_LIMITS_JOIN_ROOMS", "1000"))
 ENUM_CONNECTIONS = 32
 ENUM_SECONDS = int(os.environ.get("BENCH_ENUM_SECONDS", "10"))
+# A run counts as quiet when processes outside the benchmark took at most this many cores.
+QUIET_CORES = 0.1
 RATE_LIMITS_OFF = {name: "off" for name in ("RATE_LIMIT_GUEST_JOINS", "RATE_LIMIT_CODE_LOOKUPS",
                                             "RATE_LIMIT_FAILED_LOOKUPS", "RATE_LIMIT_ROOM_GUEST_JOINS")}
 OUT = Path(os.environ.get("BENCH_OUT", "bench/results/latest.json"))
@@ -1149,6 +1151,23 @@ def print_limits(r):
         cell = lambda x: f"{x['mean']} ({x['min']} to {x['max']})"
         print(f"| {title} | {cell(s['off'])} | {cell(s['on'])} | {s['on_vs_off']:+.1%} | {s['off']['spread']:.1%} | "
               f"{s['p99_ms']['off']['mean']} / {s['p99_ms']['on']['mean']} |")
+    print("each run, in order: rate/s (cores used by processes outside the benchmark meanwhile, which the "
+          "2 cores were shared with):")
+    for name, title in names.items():
+        runs = ", ".join(f"{row['mode']} {row[name]['rps']:.0f} ({row[name]['cpu_cores'].get('other')})"
+                         for row in r["rounds"])
+        print(f"  {title}: {runs}")
+    print(f"only the runs during which processes outside the benchmark used at most {QUIET_CORES} core:")
+    for name, title in names.items():
+        quiet = {mode: [row[name]["rps"] for row in r["rounds"] if row["mode"] == mode
+                        and (row[name]["cpu_cores"].get("other") or 0) <= QUIET_CORES] for mode in ("off", "on")}
+        if quiet["off"] and quiet["on"]:
+            off, on = spread(quiet["off"]), spread(quiet["on"])
+            print(f"  {title}: off {off['mean']} ({off['min']} to {off['max']}, {len(quiet['off'])} runs), "
+                  f"on {on['mean']} ({on['min']} to {on['max']}, {len(quiet['on'])} runs): "
+                  f"{on['mean'] / off['mean'] - 1:+.1%}")
+        else:
+            print(f"  {title}: too few quiet runs ({len(quiet['off'])} off, {len(quiet['on'])} on)")
     others = sorted({k for row in r["rounds"] for name in names for k in row[name].get("non_201_by_status", {})})
     print(f"refused by a limit in the hot-path runs: {sum(row['rate_limited'] for row in r['rounds']):.0f}; "
           f"fullest room: {max(row['fullest_room'] for row in r['rounds'])}; other answers: {others or 'none'}")
