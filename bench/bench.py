@@ -51,8 +51,8 @@ LONG_JOINS = int(os.environ.get("BENCH_LONG_JOINS", "200"))
 # BENCH_ONLY=patch runs only the PATCH measurement (and its pgbench), BENCH_ONLY=joins only the
 # joins; either merges its entry into OUT.
 ONLY = os.environ.get("BENCH_ONLY", "")
-if ONLY not in ("", "patch", "joins", "overload", "slow", "leader_kill", "live"):
-    raise SystemExit(f"BENCH_ONLY={ONLY!r}: expected empty (everything), patch, joins, overload, slow, leader_kill or live")
+if ONLY not in ("", "patch", "joins", "overload", "slow", "leader_kill", "live", "limits"):
+    raise SystemExit(f"BENCH_ONLY={ONLY!r}: expected empty (everything), patch, joins, overload, slow, leader_kill, live or limits")
 # Live feeds: LIVE_FEEDS feeds over LIVE_ROOMS rooms on two instances while LIVE_RATE commands/s
 # (PATCHes, alternating instances) run for DURATION; then LIVE_IDLE idle feeds on one instance.
 LIVE_FEEDS, LIVE_ROOMS, LIVE_RATE = 1000, 100, 200
@@ -75,6 +75,20 @@ LEADER_KILL_AT = ((6, "KILL"), (20, "KILL"), (34, "TERM"))
 OVERLOAD_MULTIPLES = (1, 2, 3, 10)
 OVERLOAD_CONNECTIONS = 1000
 OVERLOAD_SECONDS = int(os.environ.get("BENCH_OVERLOAD_SECONDS", "15"))
+# Rate limits (BENCH_ONLY=limits): POST /rooms, member joins (user tokens) and guest joins (each
+# from an address of its own, in X-Forwarded-For through TRUSTED_PROXIES=127.0.0.1/32) at
+# LIMITS_CONNECTIONS, with the limits on (the defaults) and off, alternately, LIMITS_ROUNDS times
+# each, every round on a fresh database; then an enumerator (GET /rooms/code/{random code} at full
+# speed from one address, ENUM_CONNECTIONS connections) for ENUM_SECONDS, limits on and off.
+LIMITS_ROUNDS = int(os.environ.get("BENCH_LIMITS_ROUNDS", "3"))
+LIMITS_CONNECTIONS = 32
+LIMITS_JOIN_ROOMS = int(os.environ.get("BENCH_LIMITS_JOIN_ROOMS", "1000"))
+ENUM_CONNECTIONS = 32
+ENUM_SECONDS = int(os.environ.get("BENCH_ENUM_SECONDS", "10"))
+# A run counts as quiet when processes outside the benchmark took at most this many cores.
+QUIET_CORES = 0.1
+RATE_LIMITS_OFF = {name: "off" for name in ("RATE_LIMIT_GUEST_JOINS", "RATE_LIMIT_CODE_LOOKUPS",
+                                            "RATE_LIMIT_FAILED_LOOKUPS", "RATE_LIMIT_ROOM_GUEST_JOINS")}
 OUT = Path(os.environ.get("BENCH_OUT", "bench/results/latest.json"))
 HERE = Path(__file__).resolve().parent
 
@@ -161,7 +175,8 @@ def counter(base, name, having=""):
     """The sum of a Prometheus counter over its labels (0 while it has never been incremented);
     with `having`, only over the series whose labels contain that text (`outcome="conflict"`)."""
     text = urllib.request.urlopen(base + "/metrics").read().decode()
-    return sum(float(m.group(2)) for m in re.finditer(r"^" + name + r"(\{[^}]*\})? (\S+)$", text, re.M)
+    # (label values may hold braces themselves: route="/rooms/code/{code}")
+    return sum(float(m.group(2)) for m in re.finditer(r"^" + name + r"(\{.*\})? (\S+)$", text, re.M)
                if having in (m.group(1) or ""))
 
 
@@ -1325,10 +1340,173 @@ def print_live(r):
 def main_live_only(info):
     replace_entry("live", run_live(info), info, print_live)
 
+# --- Rate limits: their cost on the hot path, and an enumerator ---------------------------------
+
+def limits_round(mode):
+    """POST /rooms, member joins and guest joins at LIMITS_CONNECTIONS on a fresh service with the
+    rate limits `mode` ("on": the defaults, "off": every one off, the middleware not installed)."""
+    secret = secrets.token_hex(32)
+    url = database("bench_limits")
+    settings = dict(TRUSTED_PROXIES="127.0.0.1/32", **(RATE_LIMITS_OFF if mode == "off" else {}))
+    process, base, token = start_service(url, secret=secret, **settings)
+    files = []
+    try:
+        codes = create_rooms(base, token, LIMITS_JOIN_ROOMS, max_participants=100, key="code",
+                             name="Limits bench room")
+        files = [lines_file("bench-codes-", codes),
+                 lines_file("bench-warm-tokens-", user_tokens(secret, "warm-user-", 5000)),
+                 lines_file("bench-tokens-", user_tokens(secret, "user-", 30000))]
+        env = lambda tokens: {"BENCH_ROOMS_FILE": files[0], "BENCH_TOKENS_FILE": tokens,
+                              "BENCH_THREADS": str(min(2, LIMITS_CONNECTIONS))}
+        joins = dict(url_path="", good="ok", bad="non_201")
+        wrk(base, token, LIMITS_CONNECTIONS, duration=3)  # warm-up: creates, then joins
+        wrk(base, token, LIMITS_CONNECTIONS, duration=3, env=env(files[1]), script="join_rooms.lua", **joins)
+        row = {"mode": mode, "load_before": loadavg()}
+        runs = (("create", {}),
+                ("member_joins", dict(env=env(files[2]), script="join_rooms.lua", **joins)),
+                ("guest_joins", dict(env=env(files[2]), script="join_guests.lua", **joins)))
+        for name, options in runs:
+            log(f"limits {mode}: {name} at concurrency {LIMITS_CONNECTIONS} for {DURATION}s")
+            cpu = CpuWindow(process.pid)
+            result = wrk(base, token, LIMITS_CONNECTIONS, **options)
+            result["cpu_cores"] = cpu.result()
+            row[name] = result
+        row["load_after"] = loadavg()
+        row["rate_limited"] = counter(base, "rate_limited_total")
+        # no room may have filled, or some joins would be 409s
+        row["fullest_room"] = int(psql(url, "SELECT coalesce(max(n), 0) FROM "
+                                            "(SELECT count(*) AS n FROM participants GROUP BY room_id) AS c"))
+        return row
+    finally:
+        for name in files:
+            os.unlink(name)
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def enumeration(mode):
+    """An enumerator at full speed from one address, the rate limits `mode` ("on", "off"): how
+    many of its lookups reached the database (answered 404, each one query), second by second
+    (from the service's metrics, scraped about once a second)."""
+    url = database("bench_enumerate")
+    process, base, token = start_service(url, **(RATE_LIMITS_OFF if mode == "off" else {}))
+    try:
+        create_rooms(base, token, 100, key="code", name="Enumeration bench room")
+        reached = lambda: counter(base, "http_requests_total", 'route="/rooms/code/{code}",status="404"')
+        samples, stop = [], threading.Event()
+
+        def sample():
+            started = time.monotonic()
+            while not stop.is_set():
+                samples.append((time.monotonic() - started, reached(), counter(base, "rate_limited_total")))
+                stop.wait(1.0)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        log(f"enumeration, limits {mode}: GET /rooms/code/{{random code}} from one address, "
+            f"{ENUM_CONNECTIONS} connections, {ENUM_SECONDS}s")
+        sampler.start()
+        cpu = CpuWindow(process.pid, ENUM_SECONDS)
+        result = wrk(base, token, ENUM_CONNECTIONS, script="enumerate.lua", url_path="", duration=ENUM_SECONDS,
+                     good="requests", bad="others")
+        result["cpu_cores"] = cpu.result()
+        stop.set()
+        sampler.join()
+        samples.append((samples[-1][0] + 1, reached(), counter(base, "rate_limited_total")))
+        start = samples[0][1]
+        after_first = next(n for t, n, _ in samples if t >= 1.0)
+        result.update(
+            mode=mode,
+            reached_database=int(samples[-1][1] - start),
+            reached_in_first_second=int(after_first - start),
+            reached_after_first_second=int(samples[-1][1] - after_first),
+            reached_per_second=[int(b[1] - a[1]) for a, b in zip(samples, samples[1:])],
+            refused_per_second=[int(b[2] - a[2]) for a, b in zip(samples, samples[1:])],
+        )
+        return result
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def spread(values):
+    mean = sum(values) / len(values)
+    return {"mean": round(mean, 1), "min": min(values), "max": max(values), "runs": values,
+            "spread": round((max(values) - min(values)) / mean, 3) if mean else None}
+
+
+def run_limits(info):
+    started = now()
+    rounds = []
+    for n in range(LIMITS_ROUNDS):
+        for mode in (("off", "on") if n % 2 == 0 else ("on", "off")):
+            rounds.append(limits_round(mode))
+    summary = {}
+    for name in ("create", "member_joins", "guest_joins"):
+        by_mode = {mode: spread([r[name]["rps"] for r in rounds if r["mode"] == mode]) for mode in ("off", "on")}
+        p99 = {mode: spread([r[name]["p99_us"] / 1000 for r in rounds if r["mode"] == mode]) for mode in ("off", "on")}
+        summary[name] = dict(by_mode, p99_ms=p99,
+                             on_vs_off=round(by_mode["on"]["mean"] / by_mode["off"]["mean"] - 1, 3))
+    return {"started": started, "commit": commit(), "machine": info, "duration_s": DURATION,
+            "connections": LIMITS_CONNECTIONS, "rounds": rounds, "hot_path": summary,
+            "enumeration": {mode: enumeration(mode) for mode in ("on", "off")}}
+
+
+def print_limits(r):
+    print(f"\nRate limits, the hot path: {r['connections']} connections, {r['duration_s']} s per run, "
+          f"limits on (the defaults) and off alternately, {len(r['rounds']) // 2} rounds each, a fresh database each:")
+    print("| run | off: mean (min to max) /s | on: mean (min to max) /s | on vs off | "
+          "spread of off | p99 ms off / on (means) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    names = {"create": "POST /rooms", "member_joins": "joins, members (user tokens)",
+             "guest_joins": "joins, guests (an address each)"}
+    for name, title in names.items():
+        s = r["hot_path"][name]
+        cell = lambda x: f"{x['mean']} ({x['min']} to {x['max']})"
+        print(f"| {title} | {cell(s['off'])} | {cell(s['on'])} | {s['on_vs_off']:+.1%} | {s['off']['spread']:.1%} | "
+              f"{s['p99_ms']['off']['mean']} / {s['p99_ms']['on']['mean']} |")
+    print("each run, in order: rate/s (cores used by processes outside the benchmark meanwhile, which the "
+          "2 cores were shared with):")
+    for name, title in names.items():
+        runs = ", ".join(f"{row['mode']} {row[name]['rps']:.0f} ({row[name]['cpu_cores'].get('other')})"
+                         for row in r["rounds"])
+        print(f"  {title}: {runs}")
+    print(f"only the runs during which processes outside the benchmark used at most {QUIET_CORES} core:")
+    for name, title in names.items():
+        quiet = {mode: [row[name]["rps"] for row in r["rounds"] if row["mode"] == mode
+                        and (row[name]["cpu_cores"].get("other") or 0) <= QUIET_CORES] for mode in ("off", "on")}
+        if quiet["off"] and quiet["on"]:
+            off, on = spread(quiet["off"]), spread(quiet["on"])
+            print(f"  {title}: off {off['mean']} ({off['min']} to {off['max']}, {len(quiet['off'])} runs), "
+                  f"on {on['mean']} ({on['min']} to {on['max']}, {len(quiet['on'])} runs): "
+                  f"{on['mean'] / off['mean'] - 1:+.1%}")
+        else:
+            print(f"  {title}: too few quiet runs ({len(quiet['off'])} off, {len(quiet['on'])} on)")
+    others = sorted({k for row in r["rounds"] for name in names for k in row[name].get("non_201_by_status", {})})
+    print(f"refused by a limit in the hot-path runs: {sum(row['rate_limited'] for row in r['rounds']):.0f}; "
+          f"fullest room: {max(row['fullest_room'] for row in r['rounds'])}; other answers: {others or 'none'}")
+    print(f"\nEnumeration: GET /rooms/code/{{random code}} at full speed from one address, "
+          f"{ENUM_CONNECTIONS} connections:")
+    print("| limits | requests/s | reached the database (404) | in the first second | after it | "
+          "refused (429) | p50 / p99 ms | service cores |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for mode in ("on", "off"):
+        e = r["enumeration"][mode]
+        print(f"| {mode} | {e['rps']} | {e['reached_database']} | {e['reached_in_first_second']} | "
+              f"{e['reached_after_first_second']} | {e['refused']} | {e['p50_us'] / 1000:.2f} / {e['p99_us'] / 1000:.2f} | "
+              f"{e['cpu_cores'].get('service')} |")
+        print(f"  reached the database, second by second: {e['reached_per_second']}")
+
+
+def main_limits_only(info):
+    replace_entry("limits", run_limits(info), info, print_limits)
+
 
 def main():
     info = machine()
     log("machine: " + json.dumps(info))
+    if ONLY == "limits":
+        main_limits_only(info)
+        return
     if ONLY == "slow":
         main_slow_only(info)
         return

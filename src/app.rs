@@ -40,6 +40,7 @@ pub fn build(
         commands,
         relay,
         live,
+        trusted_proxies: limits.trusted_proxies.clone(),
         openapi: Default::default(),
         metrics: crate::telemetry::handle(),
     };

@@ -3,6 +3,7 @@
 use crate::BoxError;
 use std::net::{Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -11,7 +12,7 @@ use tokio::sync::watch;
 
 use crate::auth::{Claims, Tokens};
 use crate::codes::SecureCodes;
-use crate::http::Limits;
+use crate::http::{Limits, Rate, TrustedProxies};
 use crate::jwks::{Jwks, JwksOptions, KeySource};
 use crate::relay::{self, RelayConfig, RelayStatus};
 use crate::{app, db};
@@ -31,7 +32,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Apply pending migrations, then serve the HTTP API.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply pending migrations and exit.
     Migrate(DatabaseArgs),
     /// Run only the relay that publishes committed events to NATS JetStream.
@@ -268,6 +269,41 @@ struct ServeArgs {
     /// origin. Unset: CORS off.
     #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',')]
     cors_origins: Vec<axum::http::HeaderValue>,
+    /// Guest joins (without a token) per client address: `N/PERIOD` (N at once, then N per
+    /// PERIOD), or `off`.
+    #[arg(long, env = "RATE_LIMIT_GUEST_JOINS", default_value_t = RateSetting(Limits::default().guest_joins_per_address), value_parser = parse_rate)]
+    rate_limit_guest_joins: RateSetting,
+    /// Lookups by code (GET /rooms/code/{code}) per client address, or `off`.
+    #[arg(long, env = "RATE_LIMIT_CODE_LOOKUPS", default_value_t = RateSetting(Limits::default().code_lookups_per_address), value_parser = parse_rate)]
+    rate_limit_code_lookups: RateSetting,
+    /// Lookups and joins of unknown codes (404) per client address; once used up, every lookup
+    /// and join from that address is refused until it refills. Or `off`.
+    #[arg(long, env = "RATE_LIMIT_FAILED_LOOKUPS", default_value_t = RateSetting(Limits::default().failed_lookups_per_address), value_parser = parse_rate)]
+    rate_limit_failed_lookups: RateSetting,
+    /// Guest joins (and knocks) per room, or `off`.
+    #[arg(long, env = "RATE_LIMIT_ROOM_GUEST_JOINS", default_value_t = RateSetting(Limits::default().guest_joins_per_room), value_parser = parse_rate)]
+    rate_limit_room_guest_joins: RateSetting,
+    /// Comma-separated CIDRs of the proxies (load balancers) in front: only from these peers is
+    /// the client address read from X-Forwarded-For / Forwarded. Unset: the peer's address.
+    #[arg(long, env = "TRUSTED_PROXIES", default_value = "", value_parser = TrustedProxies::from_str)]
+    trusted_proxies: TrustedProxies,
+}
+
+/// A rate limit's setting: a rate, or off.
+#[derive(Clone, Copy)]
+struct RateSetting(Option<Rate>);
+
+impl std::fmt::Display for RateSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(rate) => rate.fmt(f),
+            None => f.write_str("off"),
+        }
+    }
+}
+
+fn parse_rate(text: &str) -> Result<RateSetting, String> {
+    Rate::parse(text).map(RateSetting)
 }
 
 #[derive(Args)]
@@ -374,7 +410,7 @@ pub fn main() -> ExitCode {
 
 async fn run(command: Command) -> Result<(), BoxError> {
     match command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Relay(args) => {
             let pool = args.database.migrated_pool().await?;
             let (stop, stopped) = watch::channel(false);
@@ -503,6 +539,11 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         latency_target: args.latency_target,
         cors_origins: args.cors_origins,
         room_turns: args.room_turns,
+        guest_joins_per_address: args.rate_limit_guest_joins.0,
+        code_lookups_per_address: args.rate_limit_code_lookups.0,
+        failed_lookups_per_address: args.rate_limit_failed_lookups.0,
+        guest_joins_per_room: args.rate_limit_room_guest_joins.0,
+        trusted_proxies: args.trusted_proxies,
     };
     let app = app::build(
         pool.clone(),

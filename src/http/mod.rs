@@ -3,6 +3,7 @@
 mod admission;
 mod body;
 mod caller;
+mod client_address;
 mod connections;
 mod deadline;
 mod docs;
@@ -12,6 +13,7 @@ mod live;
 mod participants;
 mod problem;
 mod query;
+mod rate_limits;
 mod rooms;
 mod users;
 
@@ -31,9 +33,11 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 
 pub use caller::{Caller, Credential, MaybeCaller, WithPass};
+pub use client_address::{client_address, TrustedProxies};
 pub use connections::serve;
 pub use health::Checks;
 pub use problem::ApiError;
+pub use rate_limits::Rate;
 
 use crate::auth::Tokens;
 use crate::commands::RoomCommands;
@@ -53,6 +57,8 @@ pub struct AppState {
     pub checks: Checks,
     /// Room events for this instance's live feeds.
     pub live: crate::live::Live,
+    /// Whose `X-Forwarded-For`/`Forwarded` names the client (`TRUSTED_PROXIES`).
+    pub trusted_proxies: TrustedProxies,
     /// The OpenAPI document, serialized once.
     pub openapi: Arc<String>,
     pub metrics: PrometheusHandle,
@@ -140,6 +146,17 @@ pub struct Limits {
     pub cors_origins: Vec<HeaderValue>,
     /// Commands on one room take turns in this instance (off only to measure what that saves).
     pub room_turns: bool,
+    /// Guest joins (without a token) per client address; `None`: no limit.
+    pub guest_joins_per_address: Option<Rate>,
+    /// Lookups by code (`GET /rooms/code/{code}`) per client address.
+    pub code_lookups_per_address: Option<Rate>,
+    /// Lookups and joins answered 404 (unknown codes) per client address; once used up, every
+    /// lookup and join from the address is refused until it refills.
+    pub failed_lookups_per_address: Option<Rate>,
+    /// Guest joins (and knocks) per room, keyed on the code in the path.
+    pub guest_joins_per_room: Option<Rate>,
+    /// Peers whose `X-Forwarded-For` / `Forwarded` name the client address.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl Default for Limits {
@@ -157,6 +174,11 @@ impl Default for Limits {
             latency_target: Duration::from_millis(50),
             cors_origins: Vec::new(),
             room_turns: true,
+            guest_joins_per_address: Some(rate_limits::GUEST_JOINS_PER_ADDRESS),
+            code_lookups_per_address: Some(rate_limits::CODE_LOOKUPS_PER_ADDRESS),
+            failed_lookups_per_address: Some(rate_limits::FAILED_LOOKUPS_PER_ADDRESS),
+            guest_joins_per_room: Some(rate_limits::GUEST_JOINS_PER_ROOM),
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }
@@ -178,6 +200,7 @@ pub fn router(mut state: AppState, limits: &Limits) -> Router {
         target: limits.latency_target,
     }));
     let pool = state.pool.clone();
+    let rate_limits = rate_limits::RateLimits::start(limits);
     let cors = (!limits.cors_origins.is_empty()).then(|| {
         // No credentials are ever allowed (the API takes bearer tokens, not cookies), so `*` is
         // valid CORS; tower-http's list would panic on it.
@@ -215,6 +238,11 @@ pub fn router(mut state: AppState, limits: &Limits) -> Router {
                 .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                 // Outside admission control, so that a browser can read a refusal too.
                 .option_layer(cors)
+                // Rate limits on the anonymous paths, from the request head alone: a refused
+                // client's body is never read, and it costs no admitted place and no query.
+                .option_layer(rate_limits.map(|rate_limits| {
+                    axum::middleware::from_fn_with_state(rate_limits, rate_limits::limit)
+                }))
                 // Bodies are read whole before a request takes a place in admission control:
                 // a client that sends its body slowly holds a connection, not a place.
                 .layer(axum::middleware::from_fn_with_state(

@@ -62,6 +62,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         (status = 404, description = "No room has this code.", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The room is full, or its waiting room (500 places, at most 250 of them guests) is.", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "The room has ended.", body = Problem, content_type = "application/problem+json"),
+        crate::http::problem::RateLimited,
         crate::http::problem::SlowBody,
         crate::http::problem::Unavailable,
     )
@@ -106,7 +107,13 @@ async fn join_room(
         }
         None => Joiner::Guest {
             display_name: display_name.unwrap_or_default(),
-            origin: peer.map(|peer| state.tokens.origin(&room.id, peer.0 .0.ip())),
+            // The client's network as the rate limits see it (behind a trusted proxy, the
+            // address it forwards), so that a block holds the guest, not the proxy.
+            origin: peer.map(|peer| {
+                let client =
+                    super::client_address(peer.0 .0.ip(), &headers, &state.trusted_proxies);
+                state.tokens.origin(&room.id, client)
+            }),
         },
     };
     let command = RoomCommand::JoinRoom(JoinRoom {

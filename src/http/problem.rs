@@ -52,6 +52,12 @@ pub enum ApiError {
     /// The client did not send its body in time (`BODY_READ_TIMEOUT`).
     #[error("the request body did not arrive within {0:?}")]
     BodyTimeout(std::time::Duration),
+    /// Beyond a rate limit of the client's address, or of the room (`Retry-After` seconds).
+    #[error("{detail}")]
+    RateLimited {
+        detail: &'static str,
+        retry_after: u64,
+    },
     /// The request's deadline (`REQUEST_TIMEOUT`) passed before its command was written.
     #[error("the request did not complete within its deadline; nothing was written")]
     TimedOut,
@@ -97,6 +103,12 @@ pub struct Unavailable(Problem<'static>);
 #[response(status = 408, content_type = "application/problem+json")]
 #[allow(dead_code)]
 pub struct SlowBody(Problem<'static>);
+
+/// Too many requests from the client's address, or too many guests joining the room (`rate-limited`); retry after the delay in Retry-After.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 429, content_type = "application/problem+json", headers(("Retry-After" = String)))]
+#[allow(dead_code)]
+pub struct RateLimited(Problem<'static>);
 
 /// Missing or invalid token.
 #[derive(utoipa::IntoResponses)]
@@ -182,6 +194,11 @@ impl ApiError {
                 "overloaded",
                 "Service overloaded",
             ),
+            Self::RateLimited { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many requests",
+            ),
             Self::TimedOut => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "timed-out",
@@ -264,6 +281,9 @@ impl IntoResponse for ApiError {
             Self::Overloaded(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
+            Self::RateLimited { retry_after, .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+            }
             Self::TimedOut => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 response.extensions_mut().insert(NoLatencySample);
@@ -301,6 +321,10 @@ impl utoipa::Modify for ProblemExamples {
                 "422" => ApiError::Unprocessable(
                     "this Idempotency-Key was used with another request body".into(),
                 ),
+                "429" => ApiError::RateLimited {
+                    detail: "too many guest joins from this address; retry after the delay in Retry-After",
+                    retry_after: 1,
+                },
                 "503" => ApiError::Unavailable("example".into()),
                 _ => return None,
             })

@@ -17,6 +17,7 @@ mod names;
 mod openapi;
 mod operations;
 mod participants;
+mod rate_limits;
 mod relay;
 mod relay_cluster;
 mod relay_faults;

@@ -47,6 +47,7 @@ pub(super) async fn get_room(
     responses(
         (status = 200, description = "The room's public view.", body = PublicRoom),
         (status = 404, description = "No room has this code.", body = Problem, content_type = "application/problem+json"),
+        crate::http::problem::RateLimited,
         crate::http::problem::Unavailable,
     )
 )]
