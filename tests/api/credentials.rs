@@ -109,7 +109,7 @@ async fn a_knock_gets_a_waiting_pass_and_the_join_token_comes_once_admitted() {
 }
 
 /// Every operation that takes a credential, per the OpenAPI document, refuses the pass, but
-/// the participant's own resource and leaving.
+/// the participant's own resource, their waiting feed and leaving.
 #[tokio::test]
 async fn a_waiting_pass_is_refused_everywhere_else() {
     let app = TestApp::spawn().await;
@@ -120,6 +120,7 @@ async fn a_waiting_pass_is_refused_everywhere_else() {
     let document: Value = serde_json::from_str(&neuronmeet::http::openapi_json()).unwrap();
     let own = [
         ("get", "/rooms/{id}/participants/{pid}"),
+        ("get", "/rooms/{id}/participants/{pid}/live"),
         ("delete", "/rooms/{id}/participants/{pid}"),
     ];
     let mut tried = 0;
