@@ -25,7 +25,7 @@ pub fn build(
     nats_url: Option<String>,
     limits: &Limits,
 ) -> Router {
-    let live = Live::new(limits.live_max_streams);
+    let live = Live::new(limits.live_max_streams, limits.live_max_streams_each);
     if let Some(nats_url) = nats_url {
         tokio::spawn(live.clone().follow(nats_url));
     }

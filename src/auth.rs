@@ -132,10 +132,15 @@ impl Claims {
     /// the `sub`, which is the identity provider's id. The avatar is `picture` when it is an
     /// https URL; any other is dropped (it is the provider's, not the caller's, to refuse).
     pub fn host(&self, show_email: bool) -> Host {
-        let shown = |claim: &Option<String>| claim.as_deref().and_then(text::sanitized);
+        // Cleaned, cut to a display name's length, cleaned again (a cut can leave a joiner at
+        // the end), and without a host marker: the room marks its host by role.
+        let shown = |claim: &Option<String>| {
+            let name = text::sanitized(claim.as_deref()?)?;
+            let cut: String = name.chars().take(MAX_DISPLAY_NAME_CHARS).collect();
+            text::sanitized(&text::without_host_marker(&text::sanitized(&cut)?))
+        };
         let display_name = shown(&self.name)
             .or_else(|| show_email.then(|| shown(&self.email)).flatten())
-            .map(|name| name.chars().take(MAX_DISPLAY_NAME_CHARS).collect())
             .unwrap_or_default();
         Host {
             id: self.sub.clone(),

@@ -250,6 +250,9 @@ struct ServeArgs {
     /// The most live feeds (Server-Sent Events) open at once on this instance; beyond, 503.
     #[arg(long, env = "LIVE_MAX_STREAMS", default_value_t = 10_000)]
     live_max_streams: usize,
+    /// The most live feeds one participant (or a room's host) holds open at once; beyond, 429.
+    #[arg(long, env = "LIVE_MAX_STREAMS_EACH", default_value_t = 5)]
+    live_max_streams_each: usize,
     /// The most requests served at once. The limit adapts between 4 × the pool size and this;
     /// beyond it, requests are refused at once with a 503 rather than queued.
     #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = 512)]
@@ -534,6 +537,7 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         shutdown_timeout: args.shutdown_timeout,
         write_lock_timeout: args.write_lock_timeout,
         live_max_streams: args.live_max_streams,
+        live_max_streams_each: args.live_max_streams_each,
         max_concurrent_requests: args.max_concurrent_requests,
         min_concurrent_requests: 4 * args.database.database_max_connections as usize,
         latency_target: args.latency_target,

@@ -15,6 +15,8 @@ use tokio::time::Instant;
 const OPEN: u8 = 0;
 const WRITING: u8 = 1;
 const EXPIRED: u8 = 2;
+/// Written, or perhaps written (a COMMIT whose answer was lost): the outcome is the answer.
+const DONE: u8 = 3;
 
 #[derive(Debug, Clone)]
 pub struct Deadline {
@@ -61,11 +63,14 @@ impl Deadline {
             .map_err(|_| Expired)
     }
 
-    /// The write is over (written, or known not to be).
-    pub fn end_write(&self) {
+    /// The write is over. Known not written (rolled back): the command may be decided and
+    /// written again, or expire. Written, or perhaps written: for good, nothing expires it, and
+    /// the request waits for its answer.
+    pub fn end_write(&self, unwritten: bool) {
+        let next = if unwritten { OPEN } else { DONE };
         let _ = self
             .state
-            .compare_exchange(WRITING, OPEN, Ordering::AcqRel, Ordering::Acquire);
+            .compare_exchange(WRITING, next, Ordering::AcqRel, Ordering::Acquire);
     }
 
     /// Marks the deadline passed unless a write is under way; true when nothing can be
@@ -99,9 +104,20 @@ mod tests {
             !deadline.expire(),
             "a write is under way: its outcome is the answer"
         );
-        deadline.end_write();
+        deadline.end_write(true);
         assert!(deadline.expire());
         assert!(deadline.begin_write().is_err());
+    }
+
+    #[test]
+    fn a_write_that_happened_is_never_expired_after() {
+        let deadline = Deadline::new(Instant::now() + Duration::from_secs(60));
+        deadline.begin_write().unwrap();
+        deadline.end_write(false);
+        assert!(
+            !deadline.expire(),
+            "written: the request waits for the outcome"
+        );
     }
 
     #[test]

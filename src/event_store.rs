@@ -69,7 +69,7 @@ impl EventRepository {
         }
         let written = self.insert_keyed(events, &key).await;
         if let Some(deadline) = &deadline {
-            deadline.end_write();
+            deadline.end_write(crate::group_commit::rolled_back(&written));
         }
         written
     }
@@ -184,9 +184,16 @@ async fn write(
         }
         Err(_) => return Err(stalled("writing", bound)),
     }
-    tokio::time::timeout(WRITE_TIMEOUT, tx.commit())
-        .await
-        .map_err(|_| stalled("committing", WRITE_TIMEOUT))?
+    // Whatever goes wrong from here may have happened after the server committed: never a
+    // reason to write the batch's commands again one by one (an unavailability, not split).
+    match tokio::time::timeout(WRITE_TIMEOUT, tx.commit()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) if db::is_unavailable(&error) => Err(error),
+        Ok(Err(error)) => Err(sqlx::Error::Io(std::io::Error::other(format!(
+            "COMMIT failed, the outcome is unknown: {error}"
+        )))),
+        Err(_) => Err(stalled("committing", WRITE_TIMEOUT)),
+    }
 }
 
 /// The longest a write's statements, and then its COMMIT, may take. Lock waits end sooner

@@ -67,14 +67,39 @@ impl Pending {
         None
     }
 
-    /// Tells the command its outcome; its write is over before it hears of it, so that it may
-    /// be decided and written again.
+    /// Tells the command its outcome; its write is over before it hears of it, so that a
+    /// command rolled back may be decided and written again, and one written (or perhaps
+    /// written: a lost connection) is never answered as expired.
     fn answer(self, outcome: Result<(), PersistenceError>) {
         if let Some(deadline) = &self.deadline {
-            deadline.end_write();
+            deadline.end_write(rolled_back(&outcome));
         }
         let _ = self.done.send(outcome);
     }
+
+    /// After its batch rolled back, whether the command may still be written alone: not if
+    /// its request's deadline passed meanwhile (then it is answered unwritten).
+    fn still_claimed(self) -> Option<Self> {
+        let Some(deadline) = &self.deadline else {
+            return Some(self);
+        };
+        deadline.end_write(true);
+        match deadline.begin_write() {
+            Ok(()) => Some(self),
+            Err(expired) => {
+                let _ = self
+                    .done
+                    .send(Err(PersistenceError::UnknownError(Box::new(expired))));
+                None
+            }
+        }
+    }
+}
+
+/// Whether a write's outcome says it did not happen: refused, rolled back. A connection error
+/// may have come after COMMIT reached the server.
+pub fn rolled_back(outcome: &Result<(), PersistenceError>) -> bool {
+    matches!(outcome, Err(error) if !matches!(error, PersistenceError::ConnectionError(_)))
 }
 
 pub struct GroupCommit {
@@ -188,7 +213,7 @@ async fn write_batch<W: Write>(writer: &W, batch: Vec<Pending>) {
         Err(error) if writer.worth_splitting(&error) => {
             // Rolled back whole: each command alone now gets the outcome that is its own.
             metrics::counter!("event_store_batches_split_total").increment(1);
-            for pending in batch {
+            for pending in batch.into_iter().filter_map(Pending::still_claimed) {
                 let written = writer
                     .write(&pending.events.iter().collect::<Vec<_>>())
                     .await;

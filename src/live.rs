@@ -52,35 +52,55 @@ const ROOM_BUFFER: usize = 256;
 #[derive(Clone)]
 pub struct Live {
     rooms: Arc<Mutex<HashMap<String, broadcast::Sender<Arc<LiveEvent>>>>>,
+    /// Open feeds by holder (`room:participant`).
+    holders: Arc<Mutex<HashMap<String, usize>>>,
     /// Counts NATS (re)connections: a feed that sees it change reads the log, since events
     /// published while this instance was cut off never reach it.
     connected: watch::Sender<u64>,
     streams: Arc<Semaphore>,
     max_streams: usize,
+    /// Feeds one participant (or the host of one room) may hold open at once: a few tabs, not
+    /// an instance's worth of connections from one stolen token.
+    max_each: usize,
 }
 
 impl Live {
-    /// At most `max_streams` feeds open at once.
-    pub fn new(max_streams: usize) -> Self {
+    /// At most `max_streams` feeds open at once, `max_each` of one holder.
+    pub fn new(max_streams: usize, max_each: usize) -> Self {
         metrics::gauge!("live_streams_limit").set(max_streams as f64);
         Self {
             rooms: Arc::default(),
+            holders: Arc::default(),
             connected: watch::Sender::new(0),
             streams: Arc::new(Semaphore::new(max_streams)),
             max_streams,
+            max_each,
         }
     }
 
-    /// A place for one more feed, if the instance has one.
-    pub fn open(&self) -> Option<Stream> {
-        let permit = Arc::clone(&self.streams).try_acquire_owned().ok()?;
+    /// A place for one more feed of `holder`, if the instance and the holder have one.
+    pub fn open(&self, holder: String) -> Result<Stream, Refused> {
+        {
+            let mut holders = self.holders.lock().unwrap_or_else(|e| e.into_inner());
+            let held = holders.entry(holder.clone()).or_default();
+            if *held >= self.max_each {
+                return Err(Refused::Holder);
+            }
+            *held += 1;
+        }
+        // From here on, dropping it gives the holder's place back.
+        let mut stream = Stream {
+            permit: None,
+            holder,
+            live: self.clone(),
+        };
+        let permit = Arc::clone(&self.streams)
+            .try_acquire_owned()
+            .map_err(|_| Refused::Instance)?;
+        stream.permit = Some(permit);
         metrics::gauge!("live_streams_open")
             .set((self.max_streams - self.streams.available_permits()) as f64);
-        Some(Stream {
-            _permit: permit,
-            streams: Arc::clone(&self.streams),
-            max_streams: self.max_streams,
-        })
+        Ok(stream)
     }
 
     /// The live events of `room_id` from now on.
@@ -125,7 +145,9 @@ impl Live {
             .event_callback(move |event| {
                 let connected = connected.clone();
                 async move {
-                    if matches!(event, Event::Connected) {
+                    // Back after an outage, or messages dropped because this instance read too
+                    // slowly: either way, what feeds missed is in the log.
+                    if matches!(event, Event::Connected | Event::SlowConsumer(_)) {
                         connected.send_modify(|n| *n += 1);
                     }
                 }
@@ -169,24 +191,62 @@ fn parse(payload: &[u8]) -> Option<(String, LiveEvent)> {
     Some((room_id, LiveEvent::new(sequence, kind, &envelope["data"])))
 }
 
+/// Why a feed was not opened.
+#[derive(Debug, PartialEq)]
+pub enum Refused {
+    /// The instance has `LIVE_MAX_STREAMS` feeds open.
+    Instance,
+    /// This holder has `LIVE_MAX_STREAMS_EACH` open.
+    Holder,
+}
+
 /// A feed's place; it is given back when the feed ends.
 pub struct Stream {
-    _permit: OwnedSemaphorePermit,
-    streams: Arc<Semaphore>,
-    max_streams: usize,
+    permit: Option<OwnedSemaphorePermit>,
+    holder: String,
+    live: Live,
 }
 
 impl Drop for Stream {
     fn drop(&mut self) {
-        // The permit goes back after this: one more than available now.
-        let open = self.max_streams - self.streams.available_permits() - 1;
-        metrics::gauge!("live_streams_open").set(open as f64);
+        let mut holders = self.live.holders.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(held) = holders.get_mut(&self.holder) {
+            *held -= 1;
+            if *held == 0 {
+                holders.remove(&self.holder);
+            }
+        }
+        if self.permit.is_some() {
+            // The permit goes back after this: one more than available now.
+            let live = &self.live;
+            let open = live.max_streams - live.streams.available_permits() - 1;
+            metrics::gauge!("live_streams_open").set(open as f64);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_holder_gets_a_few_feeds_and_the_instance_its_limit() {
+        let live = Live::new(7, 5);
+        let mine: Vec<_> = (0..5).map(|_| live.open("r:p1".into()).unwrap()).collect();
+        assert_eq!(live.open("r:p1".into()).err(), Some(Refused::Holder));
+        let theirs = live.open("r:p2".into()).unwrap();
+        let more = live.open("r:p3".into()).unwrap();
+        assert_eq!(live.open("r:p4".into()).err(), Some(Refused::Instance));
+        drop((theirs, more));
+        drop(mine);
+        let again = live.open("r:p1".into());
+        assert!(again.is_ok());
+        assert_eq!(
+            live.holders.lock().unwrap().len(),
+            1,
+            "the others' places are given back"
+        );
+    }
 
     #[test]
     fn reads_both_sequence_forms_of_the_envelope() {

@@ -106,11 +106,14 @@ const HOST_MARKERS: &[&str] = &[
     "호스트",
 ];
 
-/// Whether `name` ends with a host marker: "(Host)", "[host]", "- Host", "| Moderator",
-/// "(Anfitrión)" and the like.
+/// Whether `name` is or ends with a host marker: "Host", "(Host)", "[host]", "- Host",
+/// "| Moderator", "(Anfitrión)" and the like, fullwidth forms included (compared in NFKC).
 pub fn claims_to_host(name: &str) -> bool {
-    let lower = name.to_lowercase();
+    let lower = name.nfkc().collect::<String>().to_lowercase();
     let trimmed = lower.trim_end();
+    if HOST_MARKERS.contains(&trimmed.trim_start()) {
+        return true;
+    }
     let inner = trimmed
         .strip_suffix([')', ']', '）', '】', '}'])
         .map(str::trim_end);
@@ -128,11 +131,30 @@ pub fn claims_to_host(name: &str) -> bool {
     })
 }
 
+/// `name` without a trailing host marker (a provider's name is cleaned, not refused).
+pub fn without_host_marker(name: &str) -> String {
+    let mut name = name.trim().to_owned();
+    while claims_to_host(&name) {
+        // Cut at the last bracket or separator, or drop the name when it is all marker.
+        match name.rfind([
+            '(', '[', '（', '【', '{', '-', '–', '—', '|', ':', '/', '·', '•',
+        ]) {
+            Some(cut) if cut > 0 => name = name[..cut].trim_end().to_owned(),
+            _ => return String::new(),
+        }
+    }
+    name
+}
+
 /// What kind of refused character `c` is, given its neighbours.
 fn refused(c: char, before: Option<char>, after: Option<char>) -> Option<&'static str> {
     let u = c as u32;
     if c.is_control() {
         return Some("a control character");
+    }
+    // Letters that show as nothing: a name of them looks blank.
+    if matches!(u, 0x115F | 0x1160 | 0x3164 | 0xFFA0 | 0x2800) {
+        return Some("an invisible filler character");
     }
     if matches!(u, 0x2028 | 0x2029) {
         return Some("a line or paragraph separator");
@@ -223,6 +245,7 @@ mod tests {
             ("A\u{0}da", "control"),
             ("Ada\r\nLovelace", "control"),
             ("Ada\u{2028}Lovelace", "separator"),
+            ("\u{3164}\u{3164}", "filler"),
         ] {
             let message = rule(text).unwrap_or_else(|| panic!("{text:?} was accepted"));
             assert!(message.contains(kind), "{text:?}: {message}");
@@ -270,14 +293,12 @@ mod tests {
         ] {
             assert!(claims_to_host(name), "{name:?}");
         }
-        for name in [
-            "Host",
-            "Ghost",
-            "Ada Host",
-            "Ada (Hostess)",
-            "Ada (ghost)",
-            "Ada",
-        ] {
+        assert!(claims_to_host("Host") && claims_to_host("Ada (Ｈｏｓｔ)"));
+        assert_eq!(without_host_marker("Ada Lovelace (Host)"), "Ada Lovelace");
+        assert_eq!(without_host_marker("Bob - Admin (host)"), "Bob");
+        assert_eq!(without_host_marker("Host"), "");
+        assert_eq!(without_host_marker("Zoë"), "Zoë");
+        for name in ["Ghost", "Ada Host", "Ada (Hostess)", "Ada (ghost)", "Ada"] {
             assert!(!claims_to_host(name), "{name:?}");
         }
     }

@@ -78,6 +78,37 @@ enum Viewer {
 }
 
 impl Viewer {
+    /// Who holds the feed, for the per-holder limit.
+    fn holder(&self, room_id: &str) -> String {
+        match self {
+            Self::Host => format!("{room_id}:host"),
+            Self::Participant(me) => format!("{room_id}:{me}"),
+        }
+    }
+
+    /// The Server-Sent Event of `event` for this viewer, if they see it: the host gets the data
+    /// as on NATS; a participant without anyone's user id or guests' origins (participant lists
+    /// carry none either).
+    fn event(&self, event: &LiveEvent) -> Option<Event> {
+        if !self.sees(event) {
+            return None;
+        }
+        let sse = Event::default()
+            .id(event.sequence.to_string())
+            .event(&event.kind);
+        Some(match self {
+            Self::Host => sse.data(&event.data),
+            Self::Participant(_) => {
+                let mut data: serde_json::Value = serde_json::from_str(&event.data).ok()?;
+                if let Some(fields) = data.as_object_mut() {
+                    fields.remove("userId");
+                    fields.remove("origin");
+                }
+                sse.data(data.to_string())
+            }
+        })
+    }
+
     fn sees(&self, event: &LiveEvent) -> bool {
         match self {
             Self::Host => true,
@@ -189,13 +220,16 @@ async fn room_feed(
             ))
         }
     };
-    let slot = state.live.open().ok_or_else(overloaded)?;
+    let last = last_sequence(&state, &id).await?;
+    let after = after.unwrap_or(last);
+    if !room.is_active && after >= last {
+        // Nothing will come: a client resuming after RoomEnded is told to stop (an EventSource
+        // does not reconnect after a 204).
+        return Ok(axum::http::StatusCode::NO_CONTENT.into_response());
+    }
+    let slot = state.live.open(viewer.holder(&id)).map_err(refused)?;
     // Following the room before reading the log: nothing can fall between the two.
     let events = state.live.subscribe(&id);
-    let after = match after {
-        Some(after) => after,
-        None => last_sequence(&state, &id).await?,
-    };
     let feed = Feed::start();
     let (sender, overflowed) = (feed.sender.clone(), Arc::clone(&feed.overflowed));
     let (pool, connections) = (state.pool.clone(), state.live.connections());
@@ -226,11 +260,19 @@ fn not_in_room() -> ApiError {
     ApiError::Forbidden("only the host and the room's joined participants follow its feed".into())
 }
 
-fn overloaded() -> ApiError {
-    metrics::counter!("http_requests_shed_total", "reason" => "live_streams").increment(1);
-    ApiError::Overloaded(
-        "this instance has as many live feeds open as LIVE_MAX_STREAMS allows".into(),
-    )
+fn refused(refused: live::Refused) -> ApiError {
+    match refused {
+        live::Refused::Instance => {
+            metrics::counter!("http_requests_shed_total", "reason" => "live_streams").increment(1);
+            ApiError::Overloaded(
+                "this instance has as many live feeds open as LIVE_MAX_STREAMS allows".into(),
+            )
+        }
+        live::Refused::Holder => ApiError::RateLimited {
+            detail: "this participant has as many feeds open as LIVE_MAX_STREAMS_EACH allows: close one first",
+            retry_after: 5,
+        },
+    }
 }
 
 async fn last_sequence(state: &AppState, room_id: &str) -> Result<i64, ApiError> {
@@ -267,7 +309,13 @@ async fn follow_room(
                 let data = event_log::data(&logged.event_type, &logged.payload);
                 let event = LiveEvent::new(logged.sequence, logged.event_type.clone(), data);
                 last = event.sequence;
-                if !send(&sender, &overflowed, &viewer, &event) || viewer.ends_with(&event) {
+                // At the client's pace: a long history is not a slow reader.
+                if let Some(sse) = viewer.event(&event) {
+                    if sender.send(sse).await.is_err() {
+                        return;
+                    }
+                }
+                if viewer.ends_with(&event) {
                     return;
                 }
             }
@@ -293,6 +341,8 @@ async fn follow_room(
                     if changed.is_err() {
                         return;
                     }
+                    // Every feed of the instance reads the log now: spread them over a second.
+                    tokio::time::sleep(Duration::from_millis(rand::random_range(0..1000))).await;
                     break;
                 }
                 _ = sender.closed() => return,
@@ -301,21 +351,17 @@ async fn follow_room(
     }
 }
 
-/// Sends `event` if the viewer sees it; false when the feed is over (the client left, or
-/// fell too far behind).
+/// Sends a live `event` if the viewer sees it; false when the feed is over (the client left,
+/// or fell too far behind).
 fn send(
     sender: &mpsc::Sender<Event>,
     overflowed: &AtomicBool,
     viewer: &Viewer,
     event: &LiveEvent,
 ) -> bool {
-    if !viewer.sees(event) {
+    let Some(sse) = viewer.event(event) else {
         return true;
-    }
-    let sse = Event::default()
-        .id(event.sequence.to_string())
-        .event(&event.kind)
-        .data(&event.data);
+    };
     match sender.try_send(sse) {
         Ok(()) => true,
         Err(mpsc::error::TrySendError::Full(_)) => {
@@ -361,7 +407,7 @@ async fn waiting_feed(
         }
     }
     find_room(&state, &id).await?;
-    let slot = state.live.open().ok_or_else(overloaded)?;
+    let slot = state.live.open(format!("{id}:{pid}")).map_err(refused)?;
     let events = state.live.subscribe(&id);
     let feed = Feed::start();
     let sender = feed.sender.clone();

@@ -133,6 +133,8 @@ pub struct Limits {
     pub write_lock_timeout: Duration,
     /// The most live feeds (SSE) open at once; beyond, 503 `overloaded`.
     pub live_max_streams: usize,
+    /// The most live feeds one participant (or a room's host) holds open at once; beyond, 429.
+    pub live_max_streams_each: usize,
     /// The most requests served at once; admission control (`admission`) adapts the limit
     /// between `min_concurrent_requests` and this. More are refused at once with a 503.
     pub max_concurrent_requests: usize,
@@ -169,6 +171,7 @@ impl Default for Limits {
             shutdown_timeout: Duration::from_secs(10),
             write_lock_timeout: crate::event_store::WRITE_LOCK_TIMEOUT,
             live_max_streams: 10_000,
+            live_max_streams_each: 5,
             max_concurrent_requests: 512,
             min_concurrent_requests: 40,
             latency_target: Duration::from_millis(50),

@@ -86,10 +86,15 @@ impl Feed {
     }
 }
 
+/// An instance with a relay; one user may hold many feeds (the tests open dozens as the host).
 async fn spawn_with_nats(nats: &NatsServer, database: Option<(String, String)>) -> TestApp {
     TestApp::spawn_with(Options {
         relay: Some(nats.relay_config()),
         database,
+        limits: neuronmeet::http::Limits {
+            live_max_streams_each: 100,
+            ..Default::default()
+        },
         ..Options::default()
     })
     .await
@@ -376,4 +381,68 @@ async fn feeds_open_through_a_nats_outage_catch_up_from_the_log() {
     for feed in &mut feeds {
         assert_eq!(triples(&feed.take(5).await), all[2..].to_vec());
     }
+}
+
+/// What a participant's feed shows of others (no user ids), how many feeds one holder gets,
+/// and a feed of an ended room resumed past its end (204: nothing will come).
+#[tokio::test]
+async fn participants_see_no_user_ids_hold_a_few_feeds_and_an_ended_room_says_so() {
+    let nats = NatsServer::start().await;
+    let app = TestApp::spawn_with(Options {
+        relay: Some(nats.relay_config()),
+        ..Options::default()
+    })
+    .await;
+    let (id, code) = new_room(&app, json!({})).await;
+    let join = |sub: &'static str| {
+        let app = &app;
+        let path = format!("/rooms/code/{code}/join");
+        async move {
+            let response = app.call(Method::POST, &path, sub, None).await;
+            assert_eq!(response.status(), 201);
+        }
+    };
+    join("ada").await;
+    let ada = app.token("ada");
+    let path = format!("/rooms/{id}/live");
+    let mut feeds = Vec::new();
+    for _ in 0..5 {
+        feeds.push(Feed::open(&app, &path, &ada, None).await);
+    }
+    let sixth = app
+        .client
+        .get(app.url(&path))
+        .bearer_auth(&ada)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sixth.status(), 429, "a sixth feed of one participant");
+    join("bob").await;
+    let seen = feeds[0].next().await.unwrap();
+    assert_eq!(seen.event.as_deref(), Some("ParticipantJoined"));
+    let data: Value = serde_json::from_str(&seen.data).unwrap();
+    assert_eq!(data["displayName"], "Participant 2");
+    assert!(data.get("userId").is_none(), "{data}");
+    // The host's feed has the data as on NATS.
+    let mut host = Feed::open(&app, &format!("{path}?after=0"), &app.token("user-1"), None).await;
+    let bob = host.take(4).await.pop().unwrap();
+    assert_eq!(
+        serde_json::from_str::<Value>(&bob.data).unwrap()["userId"],
+        "bob"
+    );
+    // Ended: resumed after its last event, the feed answers 204 at once.
+    let end = app
+        .call(Method::DELETE, &format!("/rooms/{id}"), "user-1", None)
+        .await;
+    assert_eq!(end.status(), 200);
+    let last = history(&app, &id).await.last().unwrap().0.clone();
+    let resumed = app
+        .client
+        .get(app.url(&path))
+        .bearer_auth(app.token("user-1"))
+        .header("last-event-id", last)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resumed.status(), 204);
 }

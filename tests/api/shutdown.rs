@@ -196,7 +196,11 @@ async fn sigterm_ends_what_remains_at_the_shutdown_deadline() {
 #[tokio::test]
 async fn sigterm_with_a_thousand_feeds_open_exits_promptly() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (mut service, _, _nats, base) = spawn_service(&[("SHUTDOWN_TIMEOUT", "60s")]).await;
+    let (mut service, _, _nats, base) = spawn_service(&[
+        ("SHUTDOWN_TIMEOUT", "60s"),
+        ("LIVE_MAX_STREAMS_EACH", "1000"),
+    ])
+    .await;
     let client = reqwest::Client::new();
     let token = neuronmeet::auth::Tokens::new(SECRET, None, None)
         .mint(common::claims("user-1"), Duration::from_secs(600))
