@@ -23,7 +23,7 @@ use tokio::sync::{broadcast, mpsc};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::participants::Joined;
+use super::participants::{caller_participant, Joined};
 use super::problem::Problem;
 use super::query::{Params, RawParams};
 use super::rooms::find_room;
@@ -201,24 +201,17 @@ async fn room_feed(
     let room = find_room(&state, &id).await?;
     let viewer = match &credential {
         Credential::User(claims) if claims.sub == room.host_id => Viewer::Host,
-        Credential::User(claims) => {
-            match joined(participants::find_user(&state.pool, &id, &claims.sub).await?) {
-                Some(me) => Viewer::Participant(me.id),
-                None => return Err(not_in_room()),
-            }
-        }
-        Credential::Participant(join) if join.room == id => {
-            match joined(participants::find(&state.pool, &id, &join.sub).await?) {
-                Some(me) if me.user_id.as_deref() == Some(room.host_id.as_str()) => Viewer::Host,
-                Some(me) => Viewer::Participant(me.id),
-                None => return Err(not_in_room()),
-            }
-        }
-        Credential::Participant(_) => {
+        Credential::Participant(join) if join.room != id => {
             return Err(ApiError::Forbidden(
                 "this join token is for another room".into(),
             ))
         }
+        credential => match caller_participant(&state, credential, &id).await? {
+            Some(me) if me.status != Status::Joined => return Err(not_in_room()),
+            Some(me) if me.user_id.as_deref() == Some(room.host_id.as_str()) => Viewer::Host,
+            Some(me) => Viewer::Participant(me.id),
+            None => return Err(not_in_room()),
+        },
     };
     let last = last_sequence(&state, &id).await?;
     let after = after.unwrap_or(last);
@@ -248,12 +241,6 @@ async fn room_feed(
         .await;
     });
     Ok(feed.response())
-}
-
-fn joined(
-    participant: Option<projections::ParticipantView>,
-) -> Option<projections::ParticipantView> {
-    participant.filter(|p| p.status == Status::Joined)
 }
 
 fn not_in_room() -> ApiError {
@@ -294,7 +281,16 @@ async fn follow_room(
     loop {
         // From the log: everything after the last event sent.
         loop {
-            let page = match event_log::history(&pool, Room::TYPE, &room_id, last, LOG_PAGE).await {
+            // Boxed: a feed's task is mostly idle, and should not carry a query's state inline
+            // (thousands of feeds per instance).
+            let read = Box::pin(event_log::history(
+                &pool,
+                Room::TYPE,
+                &room_id,
+                last,
+                LOG_PAGE,
+            ));
+            let page = match read.await {
                 Ok(page) => page,
                 Err(error) => {
                     tracing::warn!(%error, room_id, "a live feed cannot read the log; ending it");
@@ -429,7 +425,7 @@ async fn wait_for_outcome(
 ) {
     loop {
         connections.borrow_and_update();
-        match outcome(&state, &room_id, &pid).await {
+        match Box::pin(outcome(&state, &room_id, &pid)).await {
             Ok(Some(event)) => {
                 let _ = sender.try_send(event);
                 return;

@@ -230,15 +230,7 @@ async fn list_participants(
     let room = find_room(&state, &id).await?;
     let host = acting_user(&state, &credential, &id).await?.as_deref() == Some(&room.host_id);
     if !host {
-        let me = match &credential {
-            Credential::User(claims) => {
-                participants::find_user(&state.pool, &id, &claims.sub).await?
-            }
-            Credential::Participant(join) if join.room == id => {
-                participants::find(&state.pool, &id, &join.sub).await?
-            }
-            Credential::Participant(_) => None,
-        };
+        let me = caller_participant(&state, &credential, &id).await?;
         let joined = me.is_some_and(|p| p.status == Status::Joined);
         if !joined || status == Status::Waiting {
             return Err(ApiError::Forbidden(
@@ -512,14 +504,7 @@ async fn get_participant(
             "a waiting pass shows only its own participant".into(),
         ));
     };
-    // Who asks, as a participant of this room (a signed-in user by their id).
-    let me = match credential {
-        Credential::User(claims) => participants::find_user(&state.pool, &id, &claims.sub).await?,
-        Credential::Participant(join) if join.room == id => {
-            participants::find(&state.pool, &id, &join.sub).await?
-        }
-        Credential::Participant(_) => None,
-    };
+    let me = caller_participant(&state, credential, &id).await?;
     if me.as_ref().is_some_and(|me| me.id == pid) {
         return Ok(Json(Joined::of(&state, find().await?)?));
     }
@@ -587,6 +572,24 @@ async fn deny_all(
     Ok(Json(DeniedAll {
         denied: events.len(),
     }))
+}
+
+/// Who calls, as a participant of room `room_id` (a signed-in user by their id, a join token by
+/// its participant), if they are one.
+pub(super) async fn caller_participant(
+    state: &AppState,
+    credential: &Credential,
+    room_id: &str,
+) -> Result<Option<ParticipantView>, ApiError> {
+    Ok(match credential {
+        Credential::User(claims) => {
+            participants::find_user(&state.pool, room_id, &claims.sub).await?
+        }
+        Credential::Participant(join) if join.room == room_id => {
+            participants::find(&state.pool, room_id, &join.sub).await?
+        }
+        Credential::Participant(_) => None,
+    })
 }
 
 fn no_such_participant() -> ApiError {

@@ -501,10 +501,25 @@ pub async fn stream_messages(
     };
     let state = stream.info().await.unwrap().state.clone();
     let mut messages = Vec::new();
+    if state.messages == 0 {
+        return messages;
+    }
     for sequence in state.first_sequence..=state.last_sequence {
-        if let Ok(message) = stream.get_raw_message(sequence).await {
-            messages.push(message);
-        }
+        // Read each one, whatever it takes: after a leader change a read can time out or meet
+        // no responders for a while, and a message skipped here would look like one lost.
+        let mut tries = 0;
+        let message = loop {
+            match stream.get_raw_message(sequence).await {
+                Ok(message) => break Some(message),
+                Err(error) if error.kind() == async_nats::jetstream::stream::LastRawMessageErrorKind::NoMessageFound => break None,
+                Err(_) if tries < 100 => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(error) => panic!("reading message {sequence} of the stream failed: {error}"),
+            }
+        };
+        messages.extend(message);
     }
     messages
 }
