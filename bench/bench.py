@@ -1311,8 +1311,10 @@ async def idle_feeds(port, pid, token, room_ids):
 def run_live(info):
     url = database("bench_live")
     secret = secrets.token_hex(32)
-    first, base_a, token = start_service(url, secret, MAX_CONNECTIONS="20000")
-    second, base_b, _ = start_service(url, secret, MAX_CONNECTIONS="20000")
+    # The host's token opens every feed here: no per-holder limit.
+    settings = dict(MAX_CONNECTIONS="20000", LIVE_MAX_STREAMS_EACH=str(LIVE_IDLE))
+    first, base_a, token = start_service(url, secret, **settings)
+    second, base_b, _ = start_service(url, secret, **settings)
     try:
         room_ids = [json.loads(urllib.request.urlopen(urllib.request.Request(
             base_a + "/rooms", data=b"{}", method="POST",
