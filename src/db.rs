@@ -151,6 +151,16 @@ impl Drop for Tx {
     }
 }
 
+/// Server-side probes of a session: TCP keepalives (10 s idle, every 5 s, 3 tries) and a
+/// 30 s bound on unacknowledged data, so that a vanished or frozen client's session ends within
+/// a minute, not after the kernel's two hours.
+pub const SESSION_KEEPALIVES: [(&str, &str); 4] = [
+    ("tcp_keepalives_idle", "10"),
+    ("tcp_keepalives_interval", "5"),
+    ("tcp_keepalives_count", "3"),
+    ("tcp_user_timeout", "30000"),
+];
+
 /// Connects lazily: the service starts, and answers 503, while the database is down.
 ///
 /// The server is told to end the sessions of an instance that vanished or froze, so that what
@@ -159,13 +169,10 @@ impl Drop for Tx {
 /// to a transaction left idle.
 pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = url.parse()?;
-    let options = options.application_name("neuronmeet").options([
-        ("tcp_keepalives_idle", "10"),
-        ("tcp_keepalives_interval", "5"),
-        ("tcp_keepalives_count", "3"),
-        ("tcp_user_timeout", "30000"),
-        ("idle_in_transaction_session_timeout", "10000"),
-    ]);
+    let options = options
+        .application_name("neuronmeet")
+        .options(SESSION_KEEPALIVES)
+        .options([("idle_in_transaction_session_timeout", "10000")]);
     Ok(pool_options(max_connections).connect_lazy_with(options))
 }
 

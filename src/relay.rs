@@ -280,12 +280,7 @@ pub fn leader_connect_options(pool: &PgPool) -> PgConnectOptions {
         .as_ref()
         .clone()
         .application_name("neuronmeet-relay")
-        .options([
-            ("tcp_keepalives_idle", "10"),
-            ("tcp_keepalives_interval", "5"),
-            ("tcp_keepalives_count", "3"),
-            ("tcp_user_timeout", "30000"),
-        ])
+        .options(crate::db::SESSION_KEEPALIVES)
 }
 
 /// Waits for leadership, then publishes until shutdown or a fault.

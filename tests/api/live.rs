@@ -108,6 +108,24 @@ async fn new_room(app: &TestApp, body: Value) -> (String, String) {
     )
 }
 
+/// A guest named `name` knocks on the waiting room of `code`: (participant id, waiting pass).
+async fn knock(app: &TestApp, code: &str, name: &str) -> (String, String) {
+    let knocked: Value = app
+        .client
+        .post(app.url(&format!("/rooms/code/{code}/join")))
+        .json(&json!({"displayName": name}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    (
+        knocked["participant"]["id"].as_str().unwrap().to_owned(),
+        knocked["waitingPass"].as_str().unwrap().to_owned(),
+    )
+}
+
 async fn toggle_chat(app: &TestApp, id: &str, n: usize) {
     for i in 0..n {
         let response = app
@@ -202,20 +220,9 @@ async fn admission_reaches_a_waiting_feed_held_on_the_other_instance() {
     )
     .await;
     let (id, code) = new_room(&a, json!({"waitingRoom": true})).await;
-    let knocked: Value = b
-        .client
-        .post(b.url(&format!("/rooms/code/{code}/join")))
-        .json(&json!({"displayName": "Grace"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let pass = knocked["waitingPass"].as_str().unwrap();
-    let pid = knocked["participant"]["id"].as_str().unwrap();
+    let (pid, pass) = knock(&b, &code, "Grace").await;
     let path = format!("/rooms/{id}/participants/{pid}/live");
-    let mut waiting = Feed::open(&b, &path, pass, None).await;
+    let mut waiting = Feed::open(&b, &path, &pass, None).await;
     // The host, on A, watches the room too.
     let mut host = Feed::open(&a, &format!("/rooms/{id}/live"), &a.token("user-1"), None).await;
     let admit = a
@@ -241,7 +248,7 @@ async fn admission_reaches_a_waiting_feed_held_on_the_other_instance() {
         Some("ParticipantAdmitted")
     );
     // Connecting after the outcome answers it at once.
-    let mut again = Feed::open(&b, &path, pass, None).await;
+    let mut again = Feed::open(&b, &path, &pass, None).await;
     assert_eq!(
         again.next().await.unwrap().event.as_deref(),
         Some("admitted")
@@ -253,23 +260,10 @@ async fn a_waiting_feed_hears_a_denial_and_the_end_of_the_room() {
     let nats = NatsServer::start().await;
     let app = spawn_with_nats(&nats, None).await;
     let (id, code) = new_room(&app, json!({"waitingRoom": true})).await;
-    let mut passes = Vec::new();
-    for name in ["Grace", "Linus"] {
-        let knocked: Value = app
-            .client
-            .post(app.url(&format!("/rooms/code/{code}/join")))
-            .json(&json!({"displayName": name}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        passes.push((
-            knocked["participant"]["id"].as_str().unwrap().to_owned(),
-            knocked["waitingPass"].as_str().unwrap().to_owned(),
-        ));
-    }
+    let passes = [
+        knock(&app, &code, "Grace").await,
+        knock(&app, &code, "Linus").await,
+    ];
     let feed = |i: usize| {
         let (pid, pass) = passes[i].clone();
         let path = format!("/rooms/{id}/participants/{pid}/live");
@@ -310,17 +304,8 @@ async fn feeds_refuse_the_wrong_credentials_and_a_bad_last_event_id() {
         .await
         .unwrap();
     let join_token_a = host_a["joinToken"].as_str().unwrap();
-    let knocked: Value = app
-        .client
-        .post(app.url(&format!("/rooms/code/{code_b}/join")))
-        .json(&json!({"displayName": "Grace"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let pass_b = knocked["waitingPass"].as_str().unwrap();
+    let (_, pass_b) = knock(&app, &code_b, "Grace").await;
+    let pass_b = pass_b.as_str();
     let status = |path: String, token: String, last: Option<&'static str>| {
         let app = &app;
         async move {
