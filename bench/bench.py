@@ -137,7 +137,7 @@ def machine():
 
 def start_service(url, secret=None, **settings):
     """A `neuronmeet serve` on a free port; `secret`: its JWT_SECRET (default: a random one);
-    `settings`: more environment (ROOM_TURNS="false", say)."""
+    `settings`: more environment (ROOM_BATCHES="false", say)."""
     port = free_port()
     env = dict(os.environ, DATABASE_URL=url, NATS_URL=NATS_URL, PORT=str(port),
                JWT_SECRET=secret or secrets.token_hex(32), RUST_LOG="warn", LOG_FORMAT="json")
@@ -781,7 +781,7 @@ def joins_results(info):
     # The same storm with blind retries: no turns per room, so concurrent joins conflict,
     # are decided again after a jittered pause, and conflict again.
     url = database("bench_storm_blind")
-    services = [start_service(url, secret, ROOM_TURNS="false") for _ in range(2)]
+    services = [start_service(url, secret, ROOM_BATCHES="false") for _ in range(2)]
     try:
         result["storm_blind"] = storm([s[1] for s in services], services[0][2], secret, url)
     finally:
@@ -1649,7 +1649,7 @@ def print_joins(r):
     print(f"CPU in cores of {r['machine']['cores']}, from 1 s after the start to 1 s before the end: "
           f"joins run: {cores_text(h['cpu_cores'])}; pgbench: {cores_text(p['cpu_cores'])}")
     codes = lambda counts: ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
-    for title, s in (("Storm", r["storm"]), ("Storm with blind retries (ROOM_TURNS=false)", r.get("storm_blind"))):
+    for title, s in (("Storm", r["storm"]), ("Storm with blind retries (ROOM_BATCHES=false)", r.get("storm_blind"))):
         if s is None:
             continue
         print(f"\n{title}: {s['users']} users join one room of maxParticipants {s['max_participants']} from "

@@ -30,8 +30,8 @@ pub fn build(
         tokio::spawn(live.clone().follow(nats_url));
     }
     let mut commands = RoomCommands::new(pool.clone(), codes, limits.write_lock_timeout);
-    if !limits.room_turns {
-        commands = commands.without_room_turns();
+    if !limits.room_batches {
+        commands = commands.without_room_batches();
     }
     let state = AppState {
         checks: http::Checks::start(pool.clone(), relay.clone()),

@@ -257,10 +257,11 @@ struct ServeArgs {
     /// beyond it, requests are refused at once with a 503 rather than queued.
     #[arg(long, env = "MAX_CONCURRENT_REQUESTS", default_value_t = 512)]
     max_concurrent_requests: usize,
-    /// Commands on one room take turns in this instance. `false` only to measure what the
-    /// turns save (bench/): concurrent commands on one room then conflict and retry.
-    #[arg(long, env = "ROOM_TURNS", default_value_t = true, action = clap::ArgAction::Set, hide = true)]
-    room_turns: bool,
+    /// Commands on one room are decided in batches in this instance. `false` only to measure
+    /// what the batches save (bench/): each command is then decided and appended alone, and
+    /// concurrent commands on one room conflict and are decided again at once.
+    #[arg(long, env = "ROOM_BATCHES", default_value_t = true, action = clap::ArgAction::Set, hide = true)]
+    room_batches: bool,
     /// Mean request latency above which the adaptive concurrency limit comes down.
     #[arg(long, env = "LATENCY_TARGET", default_value = "50ms", value_parser = parse_duration)]
     latency_target: std::time::Duration,
@@ -511,8 +512,8 @@ fn print_replay_report(projection: &str, report: replay::Report<'_>) {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), BoxError> {
-    if !args.room_turns {
-        tracing::warn!("ROOM_TURNS=false: commands on one room do not take turns and retry blindly; for measuring only");
+    if !args.room_batches {
+        tracing::warn!("ROOM_BATCHES=false: commands on one room are not batched and retry blindly; for measuring only");
     }
     let tokens = args
         .provider
@@ -542,7 +543,7 @@ async fn serve(args: ServeArgs) -> Result<(), BoxError> {
         min_concurrent_requests: 4 * args.database.database_max_connections as usize,
         latency_target: args.latency_target,
         cors_origins: args.cors_origins,
-        room_turns: args.room_turns,
+        room_batches: args.room_batches,
         guest_joins_per_address: args.rate_limit_guest_joins.0,
         code_lookups_per_address: args.rate_limit_code_lookups.0,
         failed_lookups_per_address: args.rate_limit_failed_lookups.0,

@@ -8,24 +8,28 @@ use std::sync::Arc;
 use aggregates::{CreateRoom, Host, Room, RoomCommand, RoomError, RoomEvent};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::persist::EventStoreAggregateContext;
-use cqrs_es::{Aggregate, AggregateError, EventStore};
+use cqrs_es::persist::{EventStoreAggregateContext, SerializedEvent};
+use cqrs_es::{Aggregate, AggregateError, EventEnvelope};
+use futures_util::FutureExt;
 use projections::RoomView;
+use tokio::sync::oneshot;
 
 use crate::codes::CodeGenerator;
 use crate::db;
 use crate::deadline::{self, Deadline, Expired};
-use crate::event_store::{EventRepository, RoomStore};
+use crate::event_store::EventRepository;
+use crate::group_commit::SharedError;
 use crate::idempotency::{self, Idempotency, KeyBusy, KeyUsed};
 use crate::read_models::room_states;
 use crate::read_models::rooms::CodeTaken;
+use crate::room_batches::{Queued, RoomQueues, MAX_BATCH};
 use sqlx::PgPool;
 
 /// Draws per create before giving up, as the API specification says.
 pub const MAX_CODE_ATTEMPTS: u32 = 10;
 pub const CODES_EXHAUSTED: &str = "failed to generate unique room code after 10 attempts";
 /// How long a command on an existing room is decided again while other commands (of other
-/// instances: in one instance a room's commands take turns) keep appending first.
+/// instances: in one instance a room's commands are batched) keep appending first.
 pub const CONFLICT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// What the client sent; `None` means the field was absent (the default applies).
@@ -60,9 +64,10 @@ pub enum CommandError {
 #[derive(Clone)]
 pub struct RoomCommands {
     pool: PgPool,
-    store: Arc<RoomStore>,
+    repository: Arc<EventRepository>,
     codes: Arc<dyn CodeGenerator>,
-    /// None: commands on one room do not take turns (only to measure what the turns save).
+    /// None: each command on a room is decided and appended alone, and a conflict is decided
+    /// again at once (only to measure what the batches save: the naive composition).
     queues: Option<Arc<RoomQueues>>,
 }
 
@@ -74,16 +79,17 @@ impl RoomCommands {
         lock_timeout: std::time::Duration,
     ) -> Self {
         Self {
-            store: Arc::new(EventRepository::new(pool.clone(), lock_timeout).into_store()),
+            repository: Arc::new(EventRepository::new(pool.clone(), lock_timeout)),
             pool,
             codes,
             queues: Some(Arc::default()),
         }
     }
 
-    /// Without turns per room: concurrent commands on one room conflict and are decided again
-    /// (blind retries). For measuring what the turns save, never for serving.
-    pub fn without_room_turns(mut self) -> Self {
+    /// Without batches per room: concurrent commands on one room conflict and are decided
+    /// again at once, as a plain load-decide-append composition would. For measuring what the
+    /// batches save, never for serving.
+    pub fn without_room_batches(mut self) -> Self {
         self.queues = None;
         self
     }
@@ -117,12 +123,15 @@ impl RoomCommands {
         outcome
     }
 
-    /// Runs `command` on the existing room `room_id`: load, decide, append with the expected
-    /// sequence, the inline projections in the same transaction; returns the events it
-    /// appended (none when nothing changed). When another command appended first, it is
-    /// decided again against the new state, after a jittered pause, for up to
-    /// [`CONFLICT_DEADLINE`]. Like creates, it runs in a task of its own, so it completes even
-    /// if the client leaves.
+    /// Runs `command` on the existing room `room_id` and returns the events it appended (none
+    /// when nothing changed).
+    ///
+    /// The command joins its room's next batch ([`crate::room_batches`]): the batch is decided
+    /// against the room's state, each command against the events of those before it, and
+    /// appended in one transaction with the inline projections, with the expected sequence of
+    /// its first event. When another instance appended to the room first, the batch is
+    /// decided again against the new state, for up to [`CONFLICT_DEADLINE`]. Batches run in a
+    /// task of their own, so a command completes even if its client leaves.
     pub async fn execute(
         &self,
         room_id: &str,
@@ -130,81 +139,162 @@ impl RoomCommands {
         request_id: String,
     ) -> Result<Vec<RoomEvent>, CommandError> {
         let name = command.name();
-        let commands = self.clone();
-        let room_id = room_id.to_owned();
-        let deadline = Deadline::current();
-        let outcome = tokio::spawn(within(deadline, async move {
-            commands
-                .execute_to_completion(&room_id, command, request_id)
-                .await
-        }))
-        .await
-        .map_err(|join| CommandError::Failed(Box::new(join)))
-        .flatten();
-        self.record(name, outcome.as_ref().err()).await;
-        outcome
-    }
-
-    async fn execute_to_completion(
-        &self,
-        room_id: &str,
-        mut command: RoomCommand,
-        request_id: String,
-    ) -> Result<Vec<RoomEvent>, CommandError> {
         let metadata = HashMap::from([
             ("requestId".to_owned(), request_id),
             ("userId".to_owned(), command.user_id().to_owned()),
         ]);
-        // Commands on one room are decided one after another in this instance: a crowd joining
-        // one room would otherwise conflict, reload and conflict again. Across instances the
-        // events' primary key still decides, and the loser is decided again.
-        // The wait for a turn ends at the request's deadline: a command is not started past it.
-        let request_deadline = Deadline::current();
-        let _turn = match &self.queues {
-            Some(queues) => Some(match &request_deadline {
-                Some(at) => tokio::time::timeout_at(at.at(), queues.turn(room_id))
-                    .await
-                    .map_err(|_| Expired)?,
-                None => queues.turn(room_id).await,
-            }),
-            None => None,
+        let (done, answer) = oneshot::channel();
+        let queued = Queued {
+            command,
+            metadata,
+            deadline: Deadline::current(),
+            done,
         };
-        let deadline = tokio::time::Instant::now() + CONFLICT_DEADLINE;
-        for attempt in 1u64.. {
-            if request_deadline.as_ref().is_some_and(Deadline::passed) {
-                return Err(Expired.into());
-            }
-            let mut context = self.load(room_id).await?;
-            command.stamp(now());
-            let sink = EventSink::default();
-            context
-                .aggregate
-                .handle(command.clone(), &(), &sink)
-                .await
-                .map_err(CommandError::Rejected)?;
-            let events = sink.collect().await;
-            if events.is_empty() {
-                return Ok(events);
-            }
-            match self
-                .store
-                .commit(events.clone(), context, metadata.clone())
-                .await
-            {
-                Ok(_) => return Ok(events),
-                Err(AggregateError::AggregateConflict)
-                    if tokio::time::Instant::now() < deadline =>
-                {
-                    metrics::counter!("aggregate_conflicts_total", "aggregate" => "Room")
-                        .increment(1);
-                    // Spread the retries of commands that collided, so they do not collide again.
-                    let pause = rand::random_range(1..=(5 * attempt).min(50));
-                    tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+        let room_id = room_id.to_owned();
+        match &self.queues {
+            Some(queues) => {
+                if let Some(first) = queues.push(&room_id, queued) {
+                    tokio::spawn(self.clone().run_batches(room_id, first));
                 }
-                Err(error) => return Err(error.into()),
+            }
+            None => {
+                let commands = self.clone();
+                tokio::spawn(async move { commands.settle(&room_id, vec![queued]).await });
             }
         }
-        unreachable!("the loop returns")
+        let outcome = answer
+            .await
+            .map_err(|_| CommandError::Failed("the command's batch failed".into()))
+            .flatten();
+        self.record(name, outcome.as_ref().err()).await;
+        outcome
+    }
+
+    /// Settles the room's batches, `first` and those queued behind it, until none is left.
+    async fn run_batches(self, room_id: String, first: Queued) {
+        let queues = Arc::clone(self.queues.as_ref().expect("batches run with queues"));
+        let mut batch = vec![first];
+        while !batch.is_empty() {
+            // A bug that panics fails its batch (its commands are told so), never the room's
+            // later batches.
+            let settled = std::panic::AssertUnwindSafe(self.settle(&room_id, batch))
+                .catch_unwind()
+                .await;
+            if settled.is_err() {
+                metrics::counter!("room_batches_panicked_total").increment(1);
+                tracing::error!(room_id, "settling a batch of room commands panicked");
+            }
+            batch = queues.next(&room_id, MAX_BATCH);
+        }
+    }
+
+    /// Decides and appends `batch`, answering each command with its own outcome: a refused
+    /// command does not affect the others. A conflict (another instance appended first)
+    /// decides the whole batch again, with the commands queued meanwhile; a failure that may
+    /// concern one command only settles each alone.
+    async fn settle(&self, room_id: &str, mut batch: Vec<Queued>) {
+        let give_up_at = tokio::time::Instant::now() + CONFLICT_DEADLINE;
+        for attempt in 1u64.. {
+            // Past its request's deadline a command is answered unwritten; the others cannot
+            // expire until their write is over.
+            for queued in std::mem::take(&mut batch) {
+                match queued.deadline.as_ref().map(Deadline::begin_write) {
+                    Some(Err(expired)) => queued.answer(Err(expired.into())),
+                    _ => batch.push(queued),
+                }
+            }
+            if batch.is_empty() {
+                return;
+            }
+            metrics::histogram!("room_batch_commands").record(batch.len() as f64);
+            let written = self.decide_and_append(room_id, &mut batch).await;
+            let unwritten = match &written {
+                Ok(_) => false,
+                Err(error) => !matches!(error, CommandError::Unavailable(_)),
+            };
+            for queued in &batch {
+                if let Some(deadline) = &queued.deadline {
+                    deadline.end_write(unwritten);
+                }
+            }
+            match written {
+                Ok(outcomes) => {
+                    for (queued, outcome) in batch.into_iter().zip(outcomes) {
+                        queued.answer(outcome);
+                    }
+                    return;
+                }
+                Err(CommandError::Conflict) if tokio::time::Instant::now() < give_up_at => {
+                    metrics::counter!("aggregate_conflicts_total", "aggregate" => "Room")
+                        .increment(1);
+                    if let Some(queues) = &self.queues {
+                        // The other instance's batch is likely being written again: spread the
+                        // attempts after the first, so the two do not collide again.
+                        if attempt > 1 {
+                            let pause = rand::random_range(1..=(5 * attempt).min(50));
+                            tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                        }
+                        let room = MAX_BATCH.saturating_sub(batch.len());
+                        batch.extend(queues.more(room_id, room));
+                    }
+                }
+                Err(CommandError::Failed(_)) if batch.len() > 1 => {
+                    metrics::counter!("room_batches_split_total").increment(1);
+                    for queued in batch {
+                        Box::pin(self.settle(room_id, vec![queued])).await;
+                    }
+                    return;
+                }
+                Err(error) => {
+                    let errors = told_to_each(error, batch.len());
+                    for (queued, error) in batch.into_iter().zip(errors) {
+                        queued.answer(Err(error));
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Decides each command of `batch` against the room's state and the events of the
+    /// commands before it, then appends all their events in one transaction. The outcome of
+    /// each command, once the append succeeded.
+    async fn decide_and_append(
+        &self,
+        room_id: &str,
+        batch: &mut [Queued],
+    ) -> Result<Vec<Result<Vec<RoomEvent>, CommandError>>, CommandError> {
+        let context = self.load(room_id).await?;
+        let mut room = context.aggregate;
+        let mut sequence = context.current_sequence;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let mut serialized = Vec::new();
+        for queued in batch.iter_mut() {
+            queued.command.stamp(now());
+            let sink = EventSink::default();
+            // A refused decision leaves the state as it was (the room decides before it applies).
+            if let Err(refused) = room.handle(queued.command.clone(), &(), &sink).await {
+                outcomes.push(Err(CommandError::Rejected(refused)));
+                continue;
+            }
+            let events = sink.collect().await;
+            for event in &events {
+                sequence += 1;
+                serialized.push(serialize(room_id, sequence, event, &queued.metadata)?);
+            }
+            outcomes.push(Ok(events));
+        }
+        if !serialized.is_empty() {
+            self.append(&serialized).await?;
+        }
+        Ok(outcomes)
+    }
+
+    async fn append(&self, events: &[SerializedEvent]) -> Result<(), CommandError> {
+        self.repository
+            .append(events)
+            .await
+            .map_err(|error| AggregateError::<RoomError>::from(error).into())
     }
 
     /// Counts a command's outcome: `commands_total{command,outcome}`, and the reason of each
@@ -276,17 +366,17 @@ impl RoomCommands {
                 // The room as the projection wrote it, from the same events by the same code:
                 // the response needs no read back.
                 Ok(events) => return room_view(&events),
-                Err(AggregateError::UnexpectedError(error)) if error.is::<KeyUsed>() => {
+                Err(CommandError::Failed(error)) if error.is::<KeyUsed>() => {
                     return Err(CommandError::KeyUsed)
                 }
-                Err(AggregateError::UnexpectedError(error)) if error.is::<KeyBusy>() => {
+                Err(CommandError::Failed(error)) if error.is::<KeyBusy>() => {
                     return Err(CommandError::KeyBusy)
                 }
-                Err(AggregateError::UnexpectedError(error)) if error.is::<CodeTaken>() => {
+                Err(CommandError::Failed(error)) if error.is::<CodeTaken>() => {
                     metrics::counter!("room_code_collisions_total").increment(1);
                     tracing::info!(attempt, code = %command.code, "room code taken, drawing another");
                 }
-                Err(error) => return Err(error.into()),
+                Err(error) => return Err(error),
             }
         }
         Err(CommandError::CodesExhausted)
@@ -314,29 +404,69 @@ impl RoomCommands {
 
     /// `CqrsFramework::execute` for an aggregate that cannot have history yet (its id was just
     /// generated): the framework would first SELECT the empty event stream; this starts from
-    /// the empty context instead, and commits through the same event store.
+    /// the empty state instead, and appends through the same event store.
     async fn execute_on_new(
         &self,
         aggregate_id: &str,
         command: RoomCommand,
         metadata: HashMap<String, String>,
-    ) -> Result<Vec<RoomEvent>, AggregateError<RoomError>> {
-        let mut context = EventStoreAggregateContext {
-            aggregate_id: aggregate_id.to_owned(),
-            aggregate: Room::default(),
-            current_sequence: 0,
-            current_snapshot: None,
-        };
+    ) -> Result<Vec<RoomEvent>, CommandError> {
         let sink = EventSink::default();
-        context
-            .aggregate
+        Room::default()
             .handle(command, &(), &sink)
             .await
-            .map_err(AggregateError::UserError)?;
+            .map_err(CommandError::Rejected)?;
         let events = sink.collect().await;
-        self.store.commit(events.clone(), context, metadata).await?;
+        let serialized = (1..)
+            .zip(&events)
+            .map(|(sequence, event)| serialize(aggregate_id, sequence, event, &metadata))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.append(&serialized).await?;
         Ok(events)
     }
+}
+
+/// An event as the event store writes it: what cqrs-es's own commit makes of it.
+fn serialize(
+    room_id: &str,
+    sequence: usize,
+    event: &RoomEvent,
+    metadata: &HashMap<String, String>,
+) -> Result<SerializedEvent, CommandError> {
+    SerializedEvent::try_from(&EventEnvelope::<Room> {
+        aggregate_id: room_id.to_owned(),
+        sequence,
+        payload: event.clone(),
+        metadata: metadata.clone(),
+    })
+    .map_err(|error| CommandError::Failed(Box::new(error)))
+}
+
+/// One error, as each of `count` commands of a batch is told it.
+fn told_to_each(error: CommandError, count: usize) -> Vec<CommandError> {
+    let shared = |source: Box<dyn std::error::Error + Send + Sync>| {
+        let source: Arc<dyn std::error::Error + Send + Sync> = Arc::from(source);
+        move || Box::new(SharedError(Arc::clone(&source))) as _
+    };
+    let each: Box<dyn Fn() -> CommandError> = match error {
+        CommandError::Unavailable(source) => {
+            let source = shared(source);
+            Box::new(move || CommandError::Unavailable(source()))
+        }
+        CommandError::Failed(source) => {
+            let source = shared(source);
+            Box::new(move || CommandError::Failed(source()))
+        }
+        CommandError::Rejected(refused) => {
+            Box::new(move || CommandError::Rejected(refused.clone()))
+        }
+        CommandError::CodesExhausted => Box::new(|| CommandError::CodesExhausted),
+        CommandError::Conflict => Box::new(|| CommandError::Conflict),
+        CommandError::KeyUsed => Box::new(|| CommandError::KeyUsed),
+        CommandError::KeyBusy => Box::new(|| CommandError::KeyBusy),
+        CommandError::Expired(_) => Box::new(|| CommandError::Expired(Expired)),
+    };
+    (0..count).map(|_| each()).collect()
 }
 
 /// The view of a room its first events make, as the `rooms` projection makes it.
@@ -356,30 +486,6 @@ async fn within<T>(deadline: Option<Deadline>, command: impl Future<Output = T>)
     match deadline {
         Some(deadline) => deadline::CURRENT.scope(deadline, command).await,
         None => command.await,
-    }
-}
-
-/// One queue per room with commands in flight in this instance.
-#[derive(Default)]
-struct RoomQueues(std::sync::Mutex<HashMap<String, std::sync::Weak<tokio::sync::Mutex<()>>>>);
-
-impl RoomQueues {
-    /// Waits for the room's turn; the turn ends when the guard is dropped.
-    async fn turn(&self, room_id: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        let queue = {
-            let mut queues = self.0.lock().expect("room queues lock");
-            match queues.get(room_id).and_then(std::sync::Weak::upgrade) {
-                Some(queue) => queue,
-                None => {
-                    // Forget rooms nobody waits for any more, so the map stays small.
-                    queues.retain(|_, queue| queue.strong_count() > 0);
-                    let queue = Arc::new(tokio::sync::Mutex::new(()));
-                    queues.insert(room_id.to_owned(), Arc::downgrade(&queue));
-                    queue
-                }
-            }
-        };
-        queue.lock_owned().await
     }
 }
 

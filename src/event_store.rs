@@ -23,8 +23,6 @@ use crate::group_commit::{GroupCommit, Write};
 use crate::idempotency::{self, KeyBusy, KeyUsed};
 use crate::read_models::{self, StoredEvent};
 
-pub type RoomStore = PersistedEventStore<EventRepository, Room>;
-
 pub struct EventRepository {
     writer: Writer,
     reads: PostgresEventRepository,
@@ -46,18 +44,17 @@ impl EventRepository {
         }
     }
 
-    /// An event store without snapshots (the 0.5 snapshot store double-applies events).
-    /// Projections run inside `persist`, not as post-commit queries.
-    pub fn into_store(self) -> RoomStore {
+    /// The repository as a cqrs-es event store (reads through postgres-es, no snapshots: the
+    /// 0.5 snapshot store double-applies events). Commands append with [`Self::append`].
+    pub fn into_store(self) -> PersistedEventStore<Self, Room> {
         PersistedEventStore::new_event_store(self)
     }
 
-    /// A command with an idempotency key is written alone (its key is claimed first, in the
-    /// same transaction); others go through group commit.
-    async fn insert_with_projections(
-        &self,
-        events: &[SerializedEvent],
-    ) -> Result<(), PersistenceError> {
+    /// Appends events and applies the inline projections to them, in one transaction (cqrs-es's
+    /// `PersistedEventStore` would run projections after the commit). A command with an
+    /// idempotency key is written alone (its key is claimed first, in the same transaction);
+    /// others go through group commit.
+    pub async fn append(&self, events: &[SerializedEvent]) -> Result<(), PersistenceError> {
         let Ok(key) = idempotency::CURRENT.try_with(Clone::clone) else {
             return self.batches.write(events.to_vec()).await;
         };
@@ -290,7 +287,7 @@ impl PersistedEventRepository for EventRepository {
         events: &[SerializedEvent],
         _snapshot_update: Option<(String, Value, usize)>,
     ) -> Result<(), PersistenceError> {
-        self.insert_with_projections(events).await
+        self.append(events).await
     }
 
     async fn stream_events<A: Aggregate>(

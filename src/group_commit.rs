@@ -241,7 +241,7 @@ async fn write_batch<W: Write>(writer: &W, batch: Vec<Pending>) {
 
 /// One error, told to every command of the batch it failed.
 #[derive(Debug)]
-struct SharedError(Arc<dyn std::error::Error + Send + Sync>);
+pub struct SharedError(pub Arc<dyn std::error::Error + Send + Sync>);
 
 impl std::fmt::Display for SharedError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -20,5 +20,6 @@ pub mod live;
 pub mod read_models;
 pub mod relay;
 pub mod replay;
+pub mod room_batches;
 pub mod tail;
 pub mod telemetry;

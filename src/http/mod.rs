@@ -146,8 +146,9 @@ pub struct Limits {
     pub latency_target: Duration,
     /// Origins allowed by CORS; empty: CORS is off; one of them `*`: any origin.
     pub cors_origins: Vec<HeaderValue>,
-    /// Commands on one room take turns in this instance (off only to measure what that saves).
-    pub room_turns: bool,
+    /// Commands on one room are decided in batches in this instance (off only to measure what
+    /// that saves).
+    pub room_batches: bool,
     /// Guest joins (without a token) per client address; `None`: no limit.
     pub guest_joins_per_address: Option<Rate>,
     /// Lookups by code (`GET /rooms/code/{code}`) per client address.
@@ -176,7 +177,7 @@ impl Default for Limits {
             min_concurrent_requests: 40,
             latency_target: Duration::from_millis(50),
             cors_origins: Vec::new(),
-            room_turns: true,
+            room_batches: true,
             guest_joins_per_address: Some(rate_limits::GUEST_JOINS_PER_ADDRESS),
             code_lookups_per_address: Some(rate_limits::CODE_LOOKUPS_PER_ADDRESS),
             failed_lookups_per_address: Some(rate_limits::FAILED_LOOKUPS_PER_ADDRESS),
