@@ -44,6 +44,7 @@ impl RoomQueues {
         match rooms.get_mut(room_id) {
             Some(waiting) => {
                 waiting.push(queued);
+                metrics::gauge!("room_commands_queued").increment(1.0);
                 None
             }
             None => {
@@ -64,8 +65,7 @@ impl RoomQueues {
             rooms.remove(room_id);
             return Vec::new();
         }
-        let rest = waiting.split_off(most.min(waiting.len()));
-        std::mem::replace(waiting, rest)
+        take(waiting, most)
     }
 
     /// Up to `most` commands queued since the batch in flight was taken, to be decided with it
@@ -73,13 +73,18 @@ impl RoomQueues {
     pub fn more(&self, room_id: &str, most: usize) -> Vec<Queued> {
         let mut rooms = self.0.lock().expect("room queues lock");
         match rooms.get_mut(room_id) {
-            Some(waiting) => {
-                let rest = waiting.split_off(most.min(waiting.len()));
-                std::mem::replace(waiting, rest)
-            }
+            Some(waiting) => take(waiting, most),
             None => Vec::new(),
         }
     }
+}
+
+/// The oldest `most` of `waiting`.
+fn take(waiting: &mut Vec<Queued>, most: usize) -> Vec<Queued> {
+    let rest = waiting.split_off(most.min(waiting.len()));
+    let taken = std::mem::replace(waiting, rest);
+    metrics::gauge!("room_commands_queued").decrement(taken.len() as f64);
+    taken
 }
 
 #[cfg(test)]

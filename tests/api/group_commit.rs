@@ -35,7 +35,7 @@ impl CodeGenerator for FifthDrawCollides {
 
 /// Options whose writers wait for the test's lock as long as it is held (the service's own
 /// lock timeout would end the wait after a second).
-fn patient() -> Options {
+pub fn patient() -> Options {
     Options {
         limits: neuronmeet::http::Limits {
             write_lock_timeout: Duration::from_secs(60),
@@ -46,7 +46,7 @@ fn patient() -> Options {
 }
 
 /// Holds `LOCK TABLE events` in an open transaction: every insert of events waits.
-async fn hold_inserts(app: &TestApp) -> PoolConnection<Postgres> {
+pub async fn hold_inserts(app: &TestApp) -> PoolConnection<Postgres> {
     let mut lock = app.db.acquire().await.unwrap();
     sqlx::raw_sql("BEGIN; LOCK TABLE events IN EXCLUSIVE MODE")
         .execute(&mut *lock)
@@ -55,12 +55,12 @@ async fn hold_inserts(app: &TestApp) -> PoolConnection<Postgres> {
     lock
 }
 
-async fn release(mut lock: PoolConnection<Postgres>) {
+pub async fn release(mut lock: PoolConnection<Postgres>) {
     sqlx::raw_sql("COMMIT").execute(&mut *lock).await.unwrap();
 }
 
 /// The value of an unlabelled metric, 0 when absent.
-async fn metric(app: &TestApp, name: &str) -> f64 {
+pub async fn metric(app: &TestApp, name: &str) -> f64 {
     let metrics = app.get("/metrics").await.text().await.unwrap();
     metrics
         .lines()

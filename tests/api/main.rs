@@ -11,6 +11,7 @@ mod deadlines;
 mod docs_page;
 mod group_commit;
 mod host_controls;
+mod hot_rooms;
 mod jwks;
 mod live;
 mod names;
