@@ -51,8 +51,8 @@ LONG_JOINS = int(os.environ.get("BENCH_LONG_JOINS", "200"))
 # BENCH_ONLY=patch runs only the PATCH measurement (and its pgbench), BENCH_ONLY=joins only the
 # joins; either merges its entry into OUT.
 ONLY = os.environ.get("BENCH_ONLY", "")
-if ONLY not in ("", "patch", "joins", "overload", "slow", "leader_kill", "live", "limits"):
-    raise SystemExit(f"BENCH_ONLY={ONLY!r}: expected empty (everything), patch, joins, overload, slow, leader_kill, live or limits")
+if ONLY not in ("", "patch", "joins", "hot", "overload", "slow", "leader_kill", "live", "limits"):
+    raise SystemExit(f"BENCH_ONLY={ONLY!r}: expected empty (everything), patch, joins, hot, overload, slow, leader_kill, live or limits")
 # Live feeds: LIVE_FEEDS feeds over LIVE_ROOMS rooms on two instances while LIVE_RATE commands/s
 # (PATCHes, alternating instances) run for DURATION; then LIVE_IDLE idle feeds on one instance.
 LIVE_FEEDS, LIVE_ROOMS, LIVE_RATE = 1000, 100, 200
@@ -617,21 +617,24 @@ def storm_run(bases, code, tokens, connections):
     return answers
 
 
-def storm(bases, token, secret, url):
-    """The one-room storm: STORM_USERS users join a room of STORM_LIMIT places, from
-    STORM_CONNECTIONS connections split across the two instances `bases` (one database). A
-    smaller storm on another room comes first (every pooled connection opened and its statements
-    prepared) and is not reported."""
-    warm = create_rooms(bases[0], token, 1, max_participants=STORM_LIMIT, key="code", name="Warm-up storm")[0]
-    storm_run(bases, warm, user_tokens(secret, "warm-storm-user-", 2 * STORM_LIMIT), STORM_CONNECTIONS)
-    room = create_rooms(bases[0], token, 1, max_participants=STORM_LIMIT, key=None, name="Storm room")[0]
-    tokens = user_tokens(secret, "storm-user-", STORM_USERS)
+def storm(bases, token, secret, url, users=STORM_USERS, limit=STORM_LIMIT, room=None, warm=True):
+    """The one-room storm: `users` users join a room of `limit` places (`room`, {"id", "code"}:
+    one made beforehand; by default one created here), from STORM_CONNECTIONS connections
+    split across the two instances `bases` (one database). With `warm`, a smaller storm on
+    another room comes first (every pooled connection opened and its statements prepared) and
+    is not reported."""
+    if warm:
+        warm_room = create_rooms(bases[0], token, 1, max_participants=STORM_LIMIT, key="code", name="Warm-up storm")[0]
+        storm_run(bases, warm_room, user_tokens(secret, "warm-storm-user-", 2 * STORM_LIMIT), STORM_CONNECTIONS)
+    if room is None:
+        room = create_rooms(bases[0], token, 1, max_participants=limit, key=None, name="Storm room")[0]
+    tokens = user_tokens(secret, f"storm-user-{room['id']}-", users)
     relay_caught_up(bases[0])
     metrics = lambda: [{"conflicts": counter(b, "aggregate_conflicts_total"),
                         "gave_up": counter(b, "commands_total", 'outcome="conflict"'),
                         "published": counter(b, "relay_published_total")} for b in bases]
     before = metrics()
-    log(f"storm: {STORM_USERS} users join one room of {STORM_LIMIT} from {STORM_CONNECTIONS} connections "
+    log(f"storm: {users} users join one room of {limit} from {STORM_CONNECTIONS} connections "
         f"across {len(bases)} instances")
     load_before = loadavg()
     answers = storm_run(bases, room["code"], tokens, STORM_CONNECTIONS)
@@ -651,7 +654,7 @@ def storm(bases, token, secret, url):
     request = urllib.request.Request(f"{bases[1]}/rooms/{room['id']}/participants",
                                      headers={"Authorization": f"Bearer {token}"})
     listed = json.loads(urllib.request.urlopen(request).read())["items"]
-    return {"users": STORM_USERS, "max_participants": STORM_LIMIT, "connections": STORM_CONNECTIONS,
+    return {"users": users, "max_participants": limit, "connections": STORM_CONNECTIONS,
             "instances": len(bases), "answered": len(done),
             "settle_ms": ms(max(a[1] for a in done) - min(a[0] for a in done)),
             "p50_ms": ms(percentile(latencies, 0.5)), "p99_ms": ms(percentile(latencies, 0.99)),
@@ -790,6 +793,108 @@ def joins_results(info):
             process.wait(timeout=30)
     result["storm_speedup"] = round(result["storm_blind"]["settle_ms"] / result["storm"]["settle_ms"], 2)
     return result
+
+
+# --- Hot rooms (BENCH_ONLY=hot): a crowd on one room, batched against the naive composition ---
+
+HOT_BIG = 1000
+HOT_BIG_ROOM = {"id": "0190f000-0000-7000-8000-000000001000", "code": "aaa-aaa-aab"}
+
+
+def big_room(url):
+    """A room of HOT_BIG places, written straight into the log (the API caps rooms at 100; the
+    decisions read the limit from the room's settings, whatever it is) and its projections
+    rebuilt with `neuronmeet replay`."""
+    env = dict(os.environ, DATABASE_URL=url)
+    subprocess.run([BIN, "migrate"], env=env, check=True, capture_output=True)
+    write_rooms_log(url, 1, room_id=f"'{HOT_BIG_ROOM['id']}'", host_id="'bench-user'", max_participants=HOT_BIG)
+    for projection in ("rooms", "participants", "room_states"):
+        subprocess.run([BIN, "replay", "--projection", projection], env=env, check=True, capture_output=True)
+    return HOT_BIG_ROOM
+
+
+def c1_joins(base, token, secret):
+    """POST /rooms/code/{code}/join from one connection for DURATION, a different user each, on
+    random rooms among 200 of maxParticipants 100 (3 s of other users first, not reported)."""
+    codes = create_rooms(base, token, 200, max_participants=100, key="code", name="c=1 join room")
+    files = [lines_file("bench-c1-codes-", codes),
+             lines_file("bench-c1-warm-", user_tokens(secret, "c1-warm-", 6000)),
+             lines_file("bench-c1-tokens-", user_tokens(secret, "c1-user-", 20000))]
+    env = lambda tokens: {"BENCH_ROOMS_FILE": files[0], "BENCH_TOKENS_FILE": tokens, "BENCH_THREADS": "1"}
+    joins = dict(script="join_rooms.lua", url_path="", good="ok", bad="non_201")
+    try:
+        wrk(base, token, 1, duration=3, env=env(files[1]), **joins)
+        return wrk(base, token, 1, env=env(files[2]), **joins)
+    finally:
+        for name in files:
+            os.unlink(name)
+
+
+def hot_rooms(info):
+    """The storms of 100 and 1,000 users into a room of 100 and of HOT_BIG users into a room of
+    HOT_BIG places (two instances, STORM_CONNECTIONS connections), then POST /rooms and a join
+    at concurrency 1 on one instance: with per-room batches, and with ROOM_BATCHES=false (each
+    command decided and appended alone, a conflict decided again at once: the naive
+    composition's behaviour, through this service's event store). Each mode on a fresh
+    database with its own two processes."""
+    secret = secrets.token_hex(32)
+    result = {"started": now(), "commit": commit(), "machine": info, "duration_s": DURATION}
+    for mode, settings in (("batched", {}), ("naive", {"ROOM_BATCHES": "false"})):
+        url = database(f"bench_hot_{mode}")
+        big = big_room(url)
+        services = [start_service(url, secret, **settings) for _ in range(2)]
+        try:
+            bases, token = [s[1] for s in services], services[0][2]
+            runs = {"storm_100": storm(bases, token, secret, url, users=100, limit=100),
+                    "storm_1000": storm(bases, token, secret, url, users=1000, limit=100, warm=False),
+                    "room_of_1000": storm(bases, token, secret, url, users=HOT_BIG, limit=HOT_BIG, room=big,
+                                          warm=False)}
+            big_run = runs["room_of_1000"]
+            big_run["joins_per_s"] = round(big_run["joined_events"] / (big_run["settle_ms"] / 1000), 1)
+            services[1][0].terminate()
+            services[1][0].wait(timeout=30)
+            log(f"{mode}: POST /rooms at concurrency 1 for {DURATION}s")
+            wrk(bases[0], token, 1, duration=3)
+            runs["c1_create"] = wrk(bases[0], token, 1)
+            log(f"{mode}: joins at concurrency 1 for {DURATION}s")
+            runs["c1_join"] = c1_joins(bases[0], token, secret)
+        finally:
+            for process, _, _ in services:
+                process.terminate()
+                process.wait(timeout=30)
+        result[mode] = runs
+    result["speedup"] = {run: round(result["naive"][run]["settle_ms"] / result["batched"][run]["settle_ms"], 2)
+                         for run in ("storm_100", "storm_1000", "room_of_1000")}
+    return result
+
+
+def print_hot(r):
+    print(f"\nHot rooms, started {r['started']}, built from {r['commit']}; two instances, "
+          f"{STORM_CONNECTIONS} connections; naive = ROOM_BATCHES=false (each command alone, conflicts "
+          f"decided again at once):\n")
+    print("| run | batched: settle ms (p50 / p99 ms) | naive: settle ms (p50 / p99 ms) | naive / batched |")
+    print("|---|---|---|---|")
+    for run, title in (("storm_100", "100 users into a room of 100"), ("storm_1000", "1,000 users into a room of 100"),
+                       ("room_of_1000", f"{HOT_BIG} users into a room of {HOT_BIG}")):
+        cell = lambda s: f"{s['settle_ms']} ({s['p50_ms']} / {s['p99_ms']}); {s['statuses']}"
+        print(f"| {title} | {cell(r['batched'][run])} | {cell(r['naive'][run])} | {r['speedup'][run]}x |")
+    for mode in ("batched", "naive"):
+        big = r[mode]["room_of_1000"]
+        print(f"{mode}: room of {HOT_BIG}: {big['joined_events']} joined in {big['settle_ms']} ms = "
+              f"{big['joins_per_s']} joins/s; conflict retries by instance "
+              f"{big['conflict_retries_by_instance']}, gave up {big['gave_up_by_instance']}")
+        for run in ("storm_100", "storm_1000"):
+            s = r[mode][run]
+            print(f"{mode}: {run}: conflict retries by instance {s['conflict_retries_by_instance']}, gave up "
+                  f"{s['gave_up_by_instance']}; {load_text(s)}")
+        c, j = r[mode]["c1_create"], r[mode]["c1_join"]
+        print(f"{mode}: c=1 POST /rooms p50 {c['p50_us'] / 1000:.2f} ms, p99 {c['p99_us'] / 1000:.2f} ms, "
+              f"{c['rps']}/s; c=1 join p50 {j['p50_us'] / 1000:.2f} ms, p99 {j['p99_us'] / 1000:.2f} ms, {j['rps']}/s")
+
+
+def load_text(x):
+    return (f"load average {' '.join(map(str, x['load_before']))} before, "
+            f"{' '.join(map(str, x['load_after']))} after")
 
 
 def now():
@@ -1526,6 +1631,9 @@ def main():
     if ONLY == "joins":
         main_joins_only(info)
         return
+    if ONLY == "hot":
+        replace_entry("hot", hot_rooms(info), info, print_hot)
+        return
     if ONLY == "leader_kill":
         replace_entry("leader_kill", leader_kill(info), info, print_leader_kill)
         return
@@ -1556,6 +1664,7 @@ def main():
     results["patch"] = patch_results(patch, info)
     results["replay"] = replay()
     results["joins"] = joins_results(info)
+    results["hot"] = hot_rooms(info)
     results["overload"] = run_overload(info)
     results["slow_clients"] = run_slow(info)
     results["leader_kill"] = leader_kill(info)
@@ -1690,6 +1799,8 @@ def print_table(r):
         print_patch(r["patch"])
     if "joins" in r:
         print_joins(r["joins"])
+    if "hot" in r:
+        print_hot(r["hot"])
     if "overload" in r:
         print_overload(r["overload"])
     if "slow_clients" in r:

@@ -194,31 +194,28 @@ impl RoomCommands {
     /// concern one command only settles each alone.
     async fn settle(&self, room_id: &str, mut batch: Vec<Queued>) {
         let give_up_at = tokio::time::Instant::now() + CONFLICT_DEADLINE;
-        for attempt in 1u64.. {
-            // Past its request's deadline a command is answered unwritten; the others cannot
-            // expire until their write is over.
-            for queued in std::mem::take(&mut batch) {
-                match queued.deadline.as_ref().map(Deadline::begin_write) {
-                    Some(Err(expired)) => queued.answer(Err(expired.into())),
-                    _ => batch.push(queued),
-                }
-            }
-            if batch.is_empty() {
-                return;
-            }
+        let mut conflicts = 0u64;
+        while !batch.is_empty() {
             metrics::histogram!("room_batch_commands").record(batch.len() as f64);
-            let written = self.decide_and_append(room_id, &mut batch).await;
-            let unwritten = match &written {
-                Ok(_) => false,
-                Err(error) => !matches!(error, CommandError::Unavailable(_)),
+            let (outcomes, events) = match self.decide(room_id, &mut batch).await {
+                Ok(decided) => decided,
+                Err(error) => return answer_each(batch, error),
             };
+            if !claim(&mut batch) {
+                continue;
+            }
+            let written = match events.is_empty() {
+                true => Ok(()),
+                false => self.append(&events).await,
+            };
+            let unwritten = !matches!(written, Ok(()) | Err(CommandError::Unavailable(_)));
             for queued in &batch {
                 if let Some(deadline) = &queued.deadline {
                     deadline.end_write(unwritten);
                 }
             }
             match written {
-                Ok(outcomes) => {
+                Ok(()) => {
                     for (queued, outcome) in batch.into_iter().zip(outcomes) {
                         queued.answer(outcome);
                     }
@@ -227,11 +224,12 @@ impl RoomCommands {
                 Err(CommandError::Conflict) if tokio::time::Instant::now() < give_up_at => {
                     metrics::counter!("aggregate_conflicts_total", "aggregate" => "Room")
                         .increment(1);
+                    conflicts += 1;
                     if let Some(queues) = &self.queues {
                         // The other instance's batch is likely being written again: spread the
                         // attempts after the first, so the two do not collide again.
-                        if attempt > 1 {
-                            let pause = rand::random_range(1..=(5 * attempt).min(50));
+                        if conflicts > 1 {
+                            let pause = rand::random_range(1..=(5 * conflicts).min(50));
                             tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
                         }
                         let room = MAX_BATCH.saturating_sub(batch.len());
@@ -245,25 +243,25 @@ impl RoomCommands {
                     }
                     return;
                 }
-                Err(error) => {
-                    let errors = told_to_each(error, batch.len());
-                    for (queued, error) in batch.into_iter().zip(errors) {
-                        queued.answer(Err(error));
-                    }
-                    return;
-                }
+                Err(error) => return answer_each(batch, error),
             }
         }
     }
 
     /// Decides each command of `batch` against the room's state and the events of the
-    /// commands before it, then appends all their events in one transaction. The outcome of
-    /// each command, once the append succeeded.
-    async fn decide_and_append(
+    /// commands before it: each command's outcome (once its events are written), and all
+    /// their events, in sequence.
+    async fn decide(
         &self,
         room_id: &str,
         batch: &mut [Queued],
-    ) -> Result<Vec<Result<Vec<RoomEvent>, CommandError>>, CommandError> {
+    ) -> Result<
+        (
+            Vec<Result<Vec<RoomEvent>, CommandError>>,
+            Vec<SerializedEvent>,
+        ),
+        CommandError,
+    > {
         let context = self.load(room_id).await?;
         let mut room = context.aggregate;
         let mut sequence = context.current_sequence;
@@ -284,10 +282,7 @@ impl RoomCommands {
             }
             outcomes.push(Ok(events));
         }
-        if !serialized.is_empty() {
-            self.append(&serialized).await?;
-        }
-        Ok(outcomes)
+        Ok((outcomes, serialized))
     }
 
     async fn append(&self, events: &[SerializedEvent]) -> Result<(), CommandError> {
@@ -440,6 +435,41 @@ fn serialize(
         metadata: metadata.clone(),
     })
     .map_err(|error| CommandError::Failed(Box::new(error)))
+}
+
+/// Claims each command of a decided batch for its write: from now on its request waits for the
+/// outcome. A command whose request's deadline passed meanwhile is answered unwritten and
+/// taken out; the others are then released, to be decided again without it (false).
+fn claim(batch: &mut Vec<Queued>) -> bool {
+    let expired: Vec<bool> = batch
+        .iter()
+        .map(|queued| {
+            (queued.deadline.as_ref()).is_some_and(|deadline| deadline.begin_write().is_err())
+        })
+        .collect();
+    if !expired.contains(&true) {
+        return true;
+    }
+    for (queued, expired) in std::mem::take(batch).into_iter().zip(expired) {
+        match (expired, &queued.deadline) {
+            (true, _) => queued.answer(Err(Expired.into())),
+            (false, deadline) => {
+                if let Some(deadline) = deadline {
+                    deadline.end_write(true);
+                }
+                batch.push(queued);
+            }
+        }
+    }
+    false
+}
+
+/// Answers every command of `batch` with `error`.
+fn answer_each(batch: Vec<Queued>, error: CommandError) {
+    let errors = told_to_each(error, batch.len());
+    for (queued, error) in batch.into_iter().zip(errors) {
+        queued.answer(Err(error));
+    }
 }
 
 /// One error, as each of `count` commands of a batch is told it.
