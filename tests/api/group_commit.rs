@@ -401,21 +401,5 @@ async fn a_batch_keeps_each_rooms_order_on_nats_and_replay_rebuilds_its_rows() {
     assert_eq!(messages.len(), logged);
     crate::common::assert_each_rooms_order(&messages);
 
-    let rows = || async {
-        sqlx::query_scalar::<_, Value>(
-            "SELECT json_agg(t ORDER BY t) FROM (SELECT row_to_json(r)::text AS t FROM rooms r \
-             UNION ALL SELECT row_to_json(p)::text FROM participants p \
-             UNION ALL SELECT row_to_json(s)::text FROM room_states s) AS x",
-        )
-        .fetch_one(&app.db)
-        .await
-        .unwrap()
-    };
-    let before = rows().await;
-    for projection in neuronmeet::read_models::names() {
-        neuronmeet::replay::run(&app.db, projection, &Default::default(), |_| {})
-            .await
-            .unwrap();
-    }
-    assert_eq!(rows().await, before, "replay rebuilds the same rows");
+    crate::common::assert_replay_rebuilds_the_same_rows(&app.db).await;
 }
