@@ -86,7 +86,8 @@ impl RoomCommands {
         }
     }
 
-    /// Without batches per room: concurrent commands on one room conflict and are decided
+    /// Without batches per room: each command on a room is decided and appended alone, in a
+    /// transaction of its own, and concurrent commands on one room conflict and are decided
     /// again at once, as a plain load-decide-append composition would. For measuring what the
     /// batches save, never for serving.
     pub fn without_room_batches(mut self) -> Self {
@@ -285,11 +286,14 @@ impl RoomCommands {
         Ok((outcomes, serialized))
     }
 
+    /// Appends a room's batch (through group commit, with other rooms' commands).
     async fn append(&self, events: &[SerializedEvent]) -> Result<(), CommandError> {
-        self.repository
-            .append(events)
-            .await
-            .map_err(|error| AggregateError::<RoomError>::from(error).into())
+        let appended = match &self.queues {
+            Some(_) => self.repository.append(events).await,
+            // Without batches, as a plain composition: each command in a transaction of its own.
+            None => self.repository.append_alone(events).await,
+        };
+        appended.map_err(from_persistence)
     }
 
     /// Counts a command's outcome: `commands_total{command,outcome}`, and the reason of each
@@ -416,7 +420,10 @@ impl RoomCommands {
             .zip(&events)
             .map(|(sequence, event)| serialize(aggregate_id, sequence, event, &metadata))
             .collect::<Result<Vec<_>, _>>()?;
-        self.append(&serialized).await?;
+        self.repository
+            .append(&serialized)
+            .await
+            .map_err(from_persistence)?;
         Ok(events)
     }
 }
@@ -470,6 +477,10 @@ fn answer_each(batch: Vec<Queued>, error: CommandError) {
     for (queued, error) in batch.into_iter().zip(errors) {
         queued.answer(Err(error));
     }
+}
+
+fn from_persistence(error: cqrs_es::persist::PersistenceError) -> CommandError {
+    AggregateError::<RoomError>::from(error).into()
 }
 
 /// One error, as each of `count` commands of a batch is told it.

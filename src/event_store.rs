@@ -71,6 +71,12 @@ impl EventRepository {
         written
     }
 
+    /// Appends in a transaction of its own, never batched with other commands: what a plain
+    /// cqrs-es composition does. Only to measure what batching saves (`ROOM_BATCHES=false`).
+    pub async fn append_alone(&self, events: &[SerializedEvent]) -> Result<(), PersistenceError> {
+        self.writer.write(&events.iter().collect::<Vec<_>>()).await
+    }
+
     async fn insert_keyed(
         &self,
         events: &[SerializedEvent],
