@@ -22,6 +22,7 @@ use crate::group_commit::SharedError;
 use crate::idempotency::{self, Idempotency, KeyBusy, KeyUsed};
 use crate::read_models::room_states;
 use crate::read_models::rooms::CodeTaken;
+use crate::read_models::Known;
 use crate::room_batches::{Queued, RoomQueues, MAX_BATCH};
 use sqlx::PgPool;
 
@@ -198,7 +199,7 @@ impl RoomCommands {
         let mut conflicts = 0u64;
         while !batch.is_empty() {
             metrics::histogram!("room_batch_commands").record(batch.len() as f64);
-            let (outcomes, events) = match self.decide(room_id, &mut batch).await {
+            let (outcomes, events, known) = match self.decide(room_id, &mut batch).await {
                 Ok(decided) => decided,
                 Err(error) => return answer_each(batch, error),
             };
@@ -207,7 +208,7 @@ impl RoomCommands {
             }
             let written = match events.is_empty() {
                 true => Ok(()),
-                false => self.append(&events).await,
+                false => self.append(&events, known).await,
             };
             let unwritten = !matches!(written, Ok(()) | Err(CommandError::Unavailable(_)));
             for queued in &batch {
@@ -250,20 +251,12 @@ impl RoomCommands {
     }
 
     /// Decides each command of `batch` against the room's state and the events of the
-    /// commands before it: each command's outcome (once its events are written), and all
-    /// their events, in sequence.
-    async fn decide(
-        &self,
-        room_id: &str,
-        batch: &mut [Queued],
-    ) -> Result<
-        (
-            Vec<Result<Vec<RoomEvent>, CommandError>>,
-            Vec<SerializedEvent>,
-        ),
-        CommandError,
-    > {
+    /// commands before it: each command's outcome (once its events are written), all their
+    /// events in sequence, and the state they were decided against (so that the write need not
+    /// read it again).
+    async fn decide(&self, room_id: &str, batch: &mut [Queued]) -> Result<Decided, CommandError> {
         let context = self.load(room_id).await?;
+        let before = (context.current_sequence as i64, context.aggregate.clone());
         let mut room = context.aggregate;
         let mut sequence = context.current_sequence;
         let mut outcomes = Vec::with_capacity(batch.len());
@@ -283,15 +276,18 @@ impl RoomCommands {
             }
             outcomes.push(Ok(events));
         }
-        Ok((outcomes, serialized))
+        let known = Known {
+            states: HashMap::from([(room_id.to_owned(), before)]),
+        };
+        Ok((outcomes, serialized, known))
     }
 
     /// Appends a room's batch (through group commit, with other rooms' commands).
-    async fn append(&self, events: &[SerializedEvent]) -> Result<(), CommandError> {
+    async fn append(&self, events: &[SerializedEvent], known: Known) -> Result<(), CommandError> {
         let appended = match &self.queues {
-            Some(_) => self.repository.append(events).await,
+            Some(_) => self.repository.append(events, known).await,
             // Without batches, as a plain composition: each command in a transaction of its own.
-            None => self.repository.append_alone(events).await,
+            None => self.repository.append_alone(events, known).await,
         };
         appended.map_err(from_persistence)
     }
@@ -420,8 +416,9 @@ impl RoomCommands {
             .zip(&events)
             .map(|(sequence, event)| serialize(aggregate_id, sequence, event, &metadata))
             .collect::<Result<Vec<_>, _>>()?;
+        // A new room continues no row: its write takes one round trip.
         self.repository
-            .append(&serialized)
+            .append(&serialized, Known::default())
             .await
             .map_err(from_persistence)?;
         Ok(events)
@@ -521,6 +518,14 @@ fn room_view(events: &[RoomEvent]) -> Result<RoomView, CommandError> {
     }
     view.ok_or_else(|| CommandError::Failed("a create made no events".into()))
 }
+
+/// What a batch's decisions came to: each command's outcome (once written), the events to
+/// append, and the room's state they were decided against.
+type Decided = (
+    Vec<Result<Vec<RoomEvent>, CommandError>>,
+    Vec<SerializedEvent>,
+    Known,
+);
 
 /// Runs `command` with the request's deadline, if it has one, visible to the event store.
 async fn within<T>(deadline: Option<Deadline>, command: impl Future<Output = T>) -> T {

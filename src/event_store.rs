@@ -15,13 +15,15 @@ use cqrs_es::persist::{
 use cqrs_es::Aggregate;
 use postgres_es::PostgresEventRepository;
 use serde_json::Value;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 
 use crate::db::{self, Tx};
 use crate::deadline::Deadline;
 use crate::group_commit::{GroupCommit, Write};
 use crate::idempotency::{self, KeyBusy, KeyUsed};
 use crate::read_models::{self, StoredEvent};
+use crate::read_models::{Known, Rows};
+use crate::sql::{self, Arg, Statement};
 
 pub struct EventRepository {
     writer: Writer,
@@ -54,9 +56,16 @@ impl EventRepository {
     /// `PersistedEventStore` would run projections after the commit). A command with an
     /// idempotency key is written alone (its key is claimed first, in the same transaction);
     /// others go through group commit.
-    pub async fn append(&self, events: &[SerializedEvent]) -> Result<(), PersistenceError> {
+    ///
+    /// `known`: the states of the rooms the events continue, as the commands decided against
+    /// them; with every one known, the write takes one round trip.
+    pub async fn append(
+        &self,
+        events: &[SerializedEvent],
+        known: Known,
+    ) -> Result<(), PersistenceError> {
         let Ok(key) = idempotency::CURRENT.try_with(Clone::clone) else {
-            return self.batches.write(events.to_vec()).await;
+            return self.batches.write(events.to_vec(), known).await;
         };
         let deadline = Deadline::current();
         if let Some(deadline) = &deadline {
@@ -73,8 +82,14 @@ impl EventRepository {
 
     /// Appends in a transaction of its own, never batched with other commands: what a plain
     /// cqrs-es composition does. Only to measure what batching saves (`ROOM_BATCHES=false`).
-    pub async fn append_alone(&self, events: &[SerializedEvent]) -> Result<(), PersistenceError> {
-        self.writer.write(&events.iter().collect::<Vec<_>>()).await
+    pub async fn append_alone(
+        &self,
+        events: &[SerializedEvent],
+        known: Known,
+    ) -> Result<(), PersistenceError> {
+        self.writer
+            .write(&events.iter().collect::<Vec<_>>(), &known)
+            .await
     }
 
     async fn insert_keyed(
@@ -82,18 +97,8 @@ impl EventRepository {
         events: &[SerializedEvent],
         key: &idempotency::Idempotency,
     ) -> Result<(), PersistenceError> {
-        let mut tx = self.writer.begin().await?;
-        if !idempotency::claim(tx.conn(), key)
-            .await
-            .map_err(persistence_error)?
-        {
-            tx.rollback().await;
-            return Err(PersistenceError::UnknownError(Box::new(KeyBusy)));
-        }
         let events: Vec<&SerializedEvent> = events.iter().collect();
-        write(tx, &events, Some(key), self.writer.bound())
-            .await
-            .map_err(persistence_error)
+        write(&self.writer, &events, &Known::default(), Some(key)).await
     }
 }
 
@@ -104,28 +109,13 @@ struct Writer {
     lock_timeout: Duration,
 }
 
-impl Writer {
-    /// How long a write's statements may take: its lock waits, and a little more.
-    fn bound(&self) -> Duration {
-        self.lock_timeout + WRITE_TIMEOUT
-    }
-
-    /// A transaction for a write, begun within [`WRITE_TIMEOUT`].
-    async fn begin(&self) -> Result<Tx, PersistenceError> {
-        tokio::time::timeout(WRITE_TIMEOUT, Tx::begin(&self.pool, self.lock_timeout))
-            .await
-            .map_err(|_| stalled("beginning", WRITE_TIMEOUT))
-            .flatten()
-            .map_err(persistence_error)
-    }
-}
-
 impl Write for Writer {
-    async fn write(&self, events: &[&SerializedEvent]) -> Result<(), PersistenceError> {
-        let tx = self.begin().await?;
-        write(tx, events, None, self.bound())
-            .await
-            .map_err(persistence_error)
+    async fn write(
+        &self,
+        events: &[&SerializedEvent],
+        known: &Known,
+    ) -> Result<(), PersistenceError> {
+        write(self, events, known, None).await
     }
 
     /// Any error the database raised before COMMIT may concern one command of the batch only
@@ -146,57 +136,122 @@ impl Write for Writer {
     }
 }
 
-/// The events, the inline projections of them and the idempotency record, in `tx`, committed.
+/// The events, the inline projections of them and the idempotency record (with `key`, claimed
+/// first), in one transaction, committed.
+///
+/// Round trips: when every row the projections continue is `known` (the commands hand over
+/// their rooms' states; a create continues nothing), BEGIN, the events and the projections'
+/// statements go in one message, and COMMIT in a second. Otherwise the events go with BEGIN
+/// (the room's sequence is taken first, as the relay's order needs: docs/architecture.md), the
+/// rows are read and locked, then the projections' statements go, then COMMIT. COMMIT is never
+/// sent with the statements: a write whose client gave up (a stalled database) must not commit
+/// later, so that an error before COMMIT always means "not written".
 ///
 /// A database that stops answering (a network stall, a frozen host) must not hold a write, and
-/// the requests waiting for its outcome, for as long as TCP takes to notice: past
-/// `bound` (its lock waits and [`WRITE_TIMEOUT`] more) the connection is closed, which rolls
-/// the transaction back unless its
-/// COMMIT was already sent (then, as after any connection lost during COMMIT, the outcome is
-/// unknown).
+/// the requests waiting for its outcome, for as long as TCP takes to notice: past its lock
+/// waits and [`WRITE_TIMEOUT`] more the connection is closed, which rolls the transaction back
+/// unless its COMMIT was already sent (then, as after any connection lost during COMMIT, the
+/// outcome is unknown).
 async fn write(
-    mut tx: Tx,
+    writer: &Writer,
     events: &[&SerializedEvent],
+    known: &Known,
     key: Option<&idempotency::Idempotency>,
-    bound: Duration,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), PersistenceError> {
+    let (pool, lock_timeout) = (&writer.pool, writer.lock_timeout);
+    let bound = lock_timeout + WRITE_TIMEOUT;
+    let stored = events
+        .iter()
+        .map(|e| StoredEvent {
+            aggregate_type: &e.aggregate_type,
+            aggregate_id: &e.aggregate_id,
+            sequence: e.sequence as i64,
+            payload: &e.payload,
+        })
+        .collect::<Vec<_>>();
+    let insert = insert_events(events);
     let statements = async {
-        insert_events(tx.conn(), events).await?;
-        let stored = events
-            .iter()
-            .map(|e| StoredEvent {
-                aggregate_type: &e.aggregate_type,
-                aggregate_id: &e.aggregate_id,
-                sequence: e.sequence as i64,
-                payload: &e.payload,
-            })
-            .collect::<Vec<_>>();
-        read_models::apply_all(tx.conn(), &stored).await?;
-        if let (Some(key), Some(_)) = (key, events.first()) {
-            idempotency::record(tx.conn(), key, &stored).await?;
-        }
-        Ok::<_, sqlx::Error>(())
-    };
-    match tokio::time::timeout(bound, statements).await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => {
-            if !db::is_unavailable(&error) {
-                tx.rollback().await;
+        if key.is_none() {
+            if let Some(projections) = read_models::apply_all(Rows::Known(known), &stored).await? {
+                metrics::counter!("event_store_writes_total", "rows" => "known").increment(1);
+                let message = sql::message(std::iter::once(&insert).chain(&projections))
+                    .map_err(unprintable)?;
+                return Ok(Tx::begin_with(pool, lock_timeout, &message).await?);
             }
-            return Err(error);
         }
-        Err(_) => return Err(stalled("writing", bound)),
-    }
+        metrics::counter!("event_store_writes_total", "rows" => "read").increment(1);
+        let mut tx = match key {
+            None => {
+                let first = sql::message([&insert]).map_err(unprintable)?;
+                Tx::begin_with(pool, lock_timeout, &first).await?
+            }
+            Some(key) => {
+                let mut tx = Tx::begin(pool, lock_timeout).await?;
+                if !idempotency::claim(tx.conn(), key).await? {
+                    tx.rollback().await;
+                    return Err(WriteError::KeyBusy);
+                }
+                insert.execute(tx.conn()).await?;
+                tx
+            }
+        };
+        let rest = async {
+            let projections = read_models::apply_all(Rows::Read(tx.conn()), &stored)
+                .await?
+                .expect("rows read are known");
+            if let Some(key) = key {
+                idempotency::record(tx.conn(), key, &stored).await?;
+            }
+            tx.run(&sql::message(&projections).map_err(unprintable)?)
+                .await
+        };
+        match rest.await {
+            Ok(()) => Ok(tx),
+            Err(error) => {
+                if !db::is_unavailable(&error) {
+                    tx.rollback().await;
+                }
+                Err(error.into())
+            }
+        }
+    };
+    let tx = match tokio::time::timeout(bound, statements).await {
+        Ok(Ok(tx)) => tx,
+        Ok(Err(WriteError::KeyBusy)) => {
+            return Err(PersistenceError::UnknownError(Box::new(KeyBusy)))
+        }
+        Ok(Err(WriteError::Database(error))) => return Err(persistence_error(error)),
+        Err(_) => return Err(persistence_error(stalled("writing", bound))),
+    };
     // Whatever goes wrong from here may have happened after the server committed: never a
     // reason to write the batch's commands again one by one (an unavailability, not split).
-    match tokio::time::timeout(WRITE_TIMEOUT, tx.commit()).await {
+    let committed = match tokio::time::timeout(WRITE_TIMEOUT, tx.commit()).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) if db::is_unavailable(&error) => Err(error),
         Ok(Err(error)) => Err(sqlx::Error::Io(std::io::Error::other(format!(
             "COMMIT failed, the outcome is unknown: {error}"
         )))),
         Err(_) => Err(stalled("committing", WRITE_TIMEOUT)),
+    };
+    committed.map_err(persistence_error)
+}
+
+/// Why a write's statements did not all run.
+enum WriteError {
+    Database(sqlx::Error),
+    /// The idempotency key is held by a request still running.
+    KeyBusy,
+}
+
+impl From<sqlx::Error> for WriteError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Database(error)
     }
+}
+
+/// A value no literal can carry (a NUL): refused like a row that does not decode.
+fn unprintable(error: sql::Unprintable) -> sqlx::Error {
+    sqlx::Error::Decode(Box::new(error))
 }
 
 /// The longest a write's statements, and then its COMMIT, may take. Lock waits end sooner
@@ -211,40 +266,21 @@ fn stalled(doing: &str, after: Duration) -> sqlx::Error {
 }
 
 /// One statement for all events of the commands, each room's in sequence order.
-async fn insert_events(
-    conn: &mut PgConnection,
-    events: &[&SerializedEvent],
-) -> Result<(), sqlx::Error> {
-    let mut types = Vec::with_capacity(events.len());
-    let mut ids = Vec::with_capacity(events.len());
-    let mut sequences = Vec::with_capacity(events.len());
-    let mut event_types = Vec::with_capacity(events.len());
-    let mut versions = Vec::with_capacity(events.len());
-    let mut payloads = Vec::with_capacity(events.len());
-    let mut metadata = Vec::with_capacity(events.len());
-    for event in events {
-        types.push(event.aggregate_type.as_str());
-        ids.push(event.aggregate_id.as_str());
-        sequences.push(event.sequence as i64);
-        event_types.push(event.event_type.as_str());
-        versions.push(event.event_version.as_str());
-        payloads.push(&event.payload);
-        metadata.push(&event.metadata);
-    }
-    sqlx::query(
+fn insert_events(events: &[&SerializedEvent]) -> Statement {
+    let column = |value: fn(&SerializedEvent) -> &str| -> Vec<&str> {
+        events.iter().map(|event| value(event)).collect()
+    };
+    Statement::new(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[])",
     )
-    .bind(types)
-    .bind(ids)
-    .bind(sequences)
-    .bind(event_types)
-    .bind(versions)
-    .bind(payloads)
-    .bind(metadata)
-    .execute(conn)
-    .await
-    .map(|_| ())
+    .arg(column(|e| &e.aggregate_type))
+    .arg(column(|e| &e.aggregate_id))
+    .arg(events.iter().map(|e| e.sequence as i64).collect::<Vec<_>>())
+    .arg(column(|e| &e.event_type))
+    .arg(column(|e| &e.event_version))
+    .arg(Arg::Jsons(events.iter().map(|e| e.payload.clone()).collect()))
+    .arg(Arg::Jsons(events.iter().map(|e| e.metadata.clone()).collect()))
 }
 
 fn persistence_error(error: sqlx::Error) -> PersistenceError {
@@ -293,7 +329,7 @@ impl PersistedEventRepository for EventRepository {
         events: &[SerializedEvent],
         _snapshot_update: Option<(String, Value, usize)>,
     ) -> Result<(), PersistenceError> {
-        self.append(events).await
+        self.append(events, Known::default()).await
     }
 
     async fn stream_events<A: Aggregate>(

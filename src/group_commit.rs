@@ -21,6 +21,7 @@ use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::deadline::{Deadline, Expired};
+use crate::read_models::Known;
 
 /// Writers, each with its own transaction in flight: while one commits, the next batch fills.
 const WRITERS: usize = 2;
@@ -31,9 +32,11 @@ const MAX_WAIT: Duration = crate::db::ACQUIRE_TIMEOUT;
 
 /// Writes a batch of commands' events (and their read models) in one transaction.
 pub trait Write: Send + Sync + 'static {
+    /// `known`: the states of the rooms the events continue, as their commands know them.
     fn write(
         &self,
         events: &[&SerializedEvent],
+        known: &Known,
     ) -> impl std::future::Future<Output = Result<(), PersistenceError>> + Send;
 
     /// Whether a batch refused with `error` is written again command by command (the error
@@ -46,6 +49,7 @@ pub trait Write: Send + Sync + 'static {
 
 struct Pending {
     events: Vec<SerializedEvent>,
+    known: Known,
     queued: Instant,
     /// The deadline of the command's request: a writer takes the command only before it.
     deadline: Option<Deadline>,
@@ -119,7 +123,11 @@ impl GroupCommit {
     }
 
     /// Writes one command's events, with whichever commands queue up beside them.
-    pub async fn write(&self, events: Vec<SerializedEvent>) -> Result<(), PersistenceError> {
+    pub async fn write(
+        &self,
+        events: Vec<SerializedEvent>,
+        known: Known,
+    ) -> Result<(), PersistenceError> {
         let deadline = Deadline::current();
         if deadline.as_ref().is_some_and(Deadline::passed) {
             return Err(PersistenceError::UnknownError(Box::new(Expired)));
@@ -129,6 +137,7 @@ impl GroupCommit {
         let queued = Instant::now();
         if let Err(unsent) = self.queue.send(Pending {
             events,
+            known,
             queued,
             deadline,
             done,
@@ -186,7 +195,7 @@ async fn write_batch<W: Write>(writer: &W, batch: Vec<Pending>) {
     if batch.len() == 1 {
         let pending = batch.pop().expect("one command");
         let written = writer
-            .write(&pending.events.iter().collect::<Vec<_>>())
+            .write(&pending.events.iter().collect::<Vec<_>>(), &pending.known)
             .await;
         pending.answer(written);
         return;
@@ -202,7 +211,13 @@ async fn write_batch<W: Write>(writer: &W, batch: Vec<Pending>) {
             b.sequence,
         ))
     });
-    let written = writer.write(&events).await;
+    let mut known = Known::default();
+    for pending in &batch {
+        for (room, state) in &pending.known.states {
+            known.states.insert(room.clone(), state.clone());
+        }
+    }
+    let written = writer.write(&events, &known).await;
     drop(events);
     match written {
         Ok(()) => {
@@ -215,7 +230,7 @@ async fn write_batch<W: Write>(writer: &W, batch: Vec<Pending>) {
             metrics::counter!("event_store_batches_split_total").increment(1);
             for pending in batch.into_iter().filter_map(Pending::still_claimed) {
                 let written = writer
-                    .write(&pending.events.iter().collect::<Vec<_>>())
+                    .write(&pending.events.iter().collect::<Vec<_>>(), &pending.known)
                     .await;
                 pending.answer(written);
             }

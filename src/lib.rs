@@ -21,5 +21,6 @@ pub mod read_models;
 pub mod relay;
 pub mod replay;
 pub mod room_batches;
+pub mod sql;
 pub mod tail;
 pub mod telemetry;

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::event_log::{self, LoggedEvent, Position, Settled};
-use crate::read_models::{self, Projection, StoredEvent};
+use crate::read_models::{self, Projection, Rows, StoredEvent};
 
 /// First key of the rebuild advisory locks (the second is the table's hash): "NMRB".
 const REBUILD_LOCK: i32 = 0x4e4d_5242;
@@ -651,9 +651,12 @@ impl Rebuild {
                 payload: &e.payload,
             })
             .collect();
-        self.projection
-            .apply(&mut self.session, &self.fresh, &stored)
-            .await
+        let statements = self
+            .projection
+            .apply(Rows::Read(&mut self.session), &self.fresh, &stored)
+            .await?
+            .expect("rows read are known");
+        crate::sql::execute_all(&mut self.session, &statements).await
     }
 }
 

@@ -6,9 +6,14 @@ pub mod participants;
 pub mod room_states;
 pub mod rooms;
 
+use std::collections::HashMap;
+
+use aggregates::Room;
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 use sqlx::PgConnection;
+
+use crate::sql::Statement;
 
 /// An event as stored, as much of it as projections need.
 pub struct StoredEvent<'a> {
@@ -29,6 +34,31 @@ pub fn continued_rooms<'a>(events: impl IntoIterator<Item = &'a StoredEvent<'a>>
         .collect()
 }
 
+/// Where a projection finds the rows that events continue (those of rooms whose history does
+/// not start in them).
+pub enum Rows<'a> {
+    /// Read, and locked, in the transaction that writes.
+    Read(&'a mut PgConnection),
+    /// Handed over by the commands that made the events; a row not among them is not known.
+    Known(&'a Known),
+}
+
+impl Rows<'_> {
+    fn reborrow(&mut self) -> Rows<'_> {
+        match self {
+            Rows::Read(conn) => Rows::Read(conn),
+            Rows::Known(known) => Rows::Known(known),
+        }
+    }
+}
+
+/// What the commands of a write know of their rooms: each room's state, and its sequence,
+/// before their events (the state they were decided against).
+#[derive(Debug, Default)]
+pub struct Known {
+    pub states: HashMap<String, (i64, Room)>,
+}
+
 /// A read model kept in one table by applying events to its rows.
 pub trait Projection: Send + Sync {
     /// The live table.
@@ -37,14 +67,16 @@ pub trait Projection: Send + Sync {
     fn name(&self) -> &'static str {
         self.table()
     }
-    /// Applies `events`, in log order, to the rows of `table`: the live table inside a
-    /// command's transaction, or a rebuild's fresh copy of it (same columns and constraints).
+    /// The statements that apply `events`, in log order, to the rows of `table`: the live
+    /// table inside a command's transaction, or a rebuild's fresh copy of it (same columns and
+    /// constraints). The rows they continue come from `rows`; `None` when a row they need is not
+    /// known (it must be read).
     fn apply<'a>(
         &'a self,
-        conn: &'a mut PgConnection,
+        rows: Rows<'a>,
         table: &'a str,
         events: &'a [StoredEvent<'a>],
-    ) -> BoxFuture<'a, Result<(), sqlx::Error>>;
+    ) -> BoxFuture<'a, Result<Option<Vec<Statement>>, sqlx::Error>>;
 
     /// What a violation of one of the table's unique constraints means to the command whose
     /// transaction hit it (an error the command handles), or `None` for constraints that mean
@@ -74,13 +106,21 @@ pub fn names() -> Vec<&'static str> {
     ALL.iter().map(|p| p.name()).collect()
 }
 
-/// Applies `events` to every projection's live table.
+/// The statements that apply `events` to every projection's live table; `None` when a row
+/// they continue is not known.
 pub async fn apply_all(
-    conn: &mut PgConnection,
+    mut rows: Rows<'_>,
     events: &[StoredEvent<'_>],
-) -> Result<(), sqlx::Error> {
+) -> Result<Option<Vec<Statement>>, sqlx::Error> {
+    let mut statements = Vec::new();
     for projection in ALL {
-        projection.apply(conn, projection.table(), events).await?;
+        match projection
+            .apply(rows.reborrow(), projection.table(), events)
+            .await?
+        {
+            Some(more) => statements.extend(more),
+            None => return Ok(None),
+        }
     }
-    Ok(())
+    Ok(Some(statements))
 }

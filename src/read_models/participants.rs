@@ -8,9 +8,10 @@ use cqrs_es::Aggregate;
 use projections::ParticipantView;
 use serde::Deserialize;
 use sqlx::postgres::PgRow;
-use sqlx::{FromRow, PgConnection, PgExecutor, Row};
+use sqlx::{FromRow, PgExecutor, Row};
 
-use super::{Projection, StoredEvent};
+use super::{Projection, Rows, StoredEvent};
+use crate::sql::Statement;
 
 const TABLE: &str = "participants";
 const COLUMNS: &str =
@@ -23,13 +24,14 @@ impl Projection for Participants {
         TABLE
     }
 
+    /// Participants' rows follow from the events alone: nothing is read.
     fn apply<'a>(
         &'a self,
-        conn: &'a mut PgConnection,
+        _rows: Rows<'a>,
         table: &'a str,
         events: &'a [StoredEvent<'a>],
-    ) -> futures_util::future::BoxFuture<'a, Result<(), sqlx::Error>> {
-        Box::pin(project(conn, table, events))
+    ) -> futures_util::future::BoxFuture<'a, Result<Option<Vec<Statement>>, sqlx::Error>> {
+        Box::pin(async move { project(table, events).map(Some) })
     }
 }
 
@@ -91,11 +93,7 @@ enum Change {
 
 /// Applies events in log order: the final change of each participant touched, then at most
 /// three statements (deletes, upserts, admissions) for the whole batch.
-async fn project(
-    conn: &mut PgConnection,
-    table: &str,
-    events: &[StoredEvent<'_>],
-) -> Result<(), sqlx::Error> {
+fn project(table: &str, events: &[StoredEvent<'_>]) -> Result<Vec<Statement>, sqlx::Error> {
     let mut changes: HashMap<String, Change> = HashMap::new();
     for event in events {
         if event.aggregate_type != Room::TYPE {
@@ -138,45 +136,45 @@ async fn project(
             }
         }
     }
+    let mut statements = Vec::new();
     if !deletes.is_empty() {
-        sqlx::query(&format!("DELETE FROM {table} WHERE id = ANY($1)"))
-            .bind(&deletes)
-            .execute(&mut *conn)
-            .await?;
+        statements.push(
+            Statement::new(format!("DELETE FROM {table} WHERE id = ANY($1::text[])")).arg(deletes),
+        );
     }
     if !admitted.is_empty() {
-        sqlx::query(&format!(
-            "UPDATE {table} p SET status = 'joined', joined_at = a.at \
-               FROM UNNEST($1::text[], $2::timestamptz[]) AS a(id, at) WHERE p.id = a.id"
-        ))
-        .bind(&admitted)
-        .bind(&admitted_at)
-        .execute(&mut *conn)
-        .await?;
+        statements.push(
+            Statement::new(format!(
+                "UPDATE {table} p SET status = 'joined', joined_at = a.at \
+                   FROM UNNEST($1::text[], $2::timestamptz[]) AS a(id, at) WHERE p.id = a.id"
+            ))
+            .arg(admitted)
+            .arg(admitted_at),
+        );
     }
     if !upserts.is_empty() {
         let column = |f: fn(&ParticipantView) -> Option<String>| -> Vec<Option<String>> {
             upserts.iter().map(f).collect()
         };
-        sqlx::query(&format!(
-            "INSERT INTO {table} ({COLUMNS}) \
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
-                                  $6::text[], $7::text[], $8::bool[], $9::timestamptz[]) \
-             ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, joined_at = EXCLUDED.joined_at"
-        ))
-        .bind(column(|p| Some(p.id.clone())))
-        .bind(column(|p| Some(p.room_id.clone())))
-        .bind(column(|p| p.user_id.clone()))
-        .bind(column(|p| Some(p.display_name.clone())))
-        .bind(column(|p| p.avatar_url.clone()))
-        .bind(column(|p| Some(role_text(p.role).to_owned())))
-        .bind(column(|p| Some(status_text(p.status).to_owned())))
-        .bind(upserts.iter().map(|p| p.muted).collect::<Vec<_>>())
-        .bind(upserts.iter().map(|p| p.joined_at).collect::<Vec<_>>())
-        .execute(&mut *conn)
-        .await?;
+        statements.push(
+            Statement::new(format!(
+                "INSERT INTO {table} ({COLUMNS}) \
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+                                      $6::text[], $7::text[], $8::bool[], $9::timestamptz[]) \
+                 ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, joined_at = EXCLUDED.joined_at"
+            ))
+            .arg(column(|p| Some(p.id.clone())))
+            .arg(column(|p| Some(p.room_id.clone())))
+            .arg(column(|p| p.user_id.clone()))
+            .arg(column(|p| Some(p.display_name.clone())))
+            .arg(column(|p| p.avatar_url.clone()))
+            .arg(column(|p| Some(role_text(p.role).to_owned())))
+            .arg(column(|p| Some(status_text(p.status).to_owned())))
+            .arg(upserts.iter().map(|p| p.muted).collect::<Vec<_>>())
+            .arg(upserts.iter().map(|p| p.joined_at).collect::<Vec<_>>()),
+        );
     }
-    Ok(())
+    Ok(statements)
 }
 
 pub fn role_text(role: Role) -> &'static str {

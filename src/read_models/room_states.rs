@@ -7,10 +7,10 @@ use std::collections::HashMap;
 use aggregates::{Room, RoomEvent};
 use cqrs_es::Aggregate;
 use serde::Deserialize;
-use sqlx::types::Json;
 use sqlx::PgConnection;
 
-use super::{Projection, StoredEvent};
+use super::{Projection, Rows, StoredEvent};
+use crate::sql::Statement;
 
 const TABLE: &str = "room_states";
 
@@ -23,11 +23,11 @@ impl Projection for RoomStates {
 
     fn apply<'a>(
         &'a self,
-        conn: &'a mut PgConnection,
+        rows: Rows<'a>,
         table: &'a str,
         events: &'a [StoredEvent<'a>],
-    ) -> futures_util::future::BoxFuture<'a, Result<(), sqlx::Error>> {
-        Box::pin(project(conn, table, events))
+    ) -> futures_util::future::BoxFuture<'a, Result<Option<Vec<Statement>>, sqlx::Error>> {
+        Box::pin(project(rows, table, events))
     }
 }
 
@@ -130,51 +130,69 @@ async fn fold(
     Ok((sequence, room))
 }
 
+/// Each room's state after `events`: its state before them (read and locked, or as the
+/// commands that made the events hand it over) with the events applied, in one upsert.
 async fn project(
-    conn: &mut PgConnection,
+    rows: Rows<'_>,
     table: &str,
     events: &[StoredEvent<'_>],
-) -> Result<(), sqlx::Error> {
+) -> Result<Option<Vec<Statement>>, sqlx::Error> {
     let rooms: Vec<&StoredEvent<'_>> = events
         .iter()
         .filter(|event| event.aggregate_type == Room::TYPE)
         .collect();
-    let mut rows =
-        rows_for_update(conn, table, &super::continued_rooms(rooms.iter().copied())).await?;
+    let continued = super::continued_rooms(rooms.iter().copied());
     let mut states: HashMap<&str, (i64, Room)> = HashMap::new();
-    for event in rooms {
-        let decoded = decode(event.payload)?;
-        let (_, mut room) = match states.remove(event.aggregate_id) {
-            Some(state) => state,
-            None if event.sequence == 1 => (0, Room::default()),
-            None => {
-                let row = rows.remove(event.aggregate_id);
-                current(conn, row, event.aggregate_id, event.sequence).await?
+    match rows {
+        Rows::Read(conn) => {
+            let mut rows = rows_for_update(conn, table, &continued).await?;
+            for room_id in continued {
+                let next = rooms
+                    .iter()
+                    .find(|event| event.aggregate_id == room_id)
+                    .map_or(0, |event| event.sequence);
+                let row = rows.remove(room_id);
+                states.insert(room_id, current(conn, row, room_id, next).await?);
             }
-        };
-        room.apply(decoded);
-        states.insert(event.aggregate_id, (event.sequence, room));
+        }
+        Rows::Known(known) => {
+            for room_id in continued {
+                let next = rooms
+                    .iter()
+                    .find(|event| event.aggregate_id == room_id)
+                    .map_or(0, |event| event.sequence);
+                match known.states.get(room_id) {
+                    Some((sequence, room)) if *sequence == next - 1 => {
+                        states.insert(room_id, (*sequence, room.clone()));
+                    }
+                    _ => return Ok(None),
+                }
+            }
+        }
+    }
+    for event in rooms {
+        // A room whose history starts here starts from the empty state.
+        let state = states.entry(event.aggregate_id).or_default();
+        state.1.apply(decode(event.payload)?);
+        state.0 = event.sequence;
     }
     if states.is_empty() {
-        return Ok(());
+        return Ok(Some(Vec::new()));
     }
     let (mut ids, mut sequences, mut rooms) = (Vec::new(), Vec::new(), Vec::new());
     for (id, (sequence, room)) in states {
         ids.push(id);
         sequences.push(sequence);
-        rooms.push(Json(room));
+        rooms.push(serde_json::to_value(room).map_err(|e| sqlx::Error::Decode(Box::new(e)))?);
     }
-    sqlx::query(&format!(
+    Ok(Some(vec![Statement::new(format!(
         "INSERT INTO {table} (room_id, sequence, state) \
          SELECT * FROM UNNEST($1::text[], $2::int8[], $3::jsonb[]) \
          ON CONFLICT (room_id) DO UPDATE SET sequence = EXCLUDED.sequence, state = EXCLUDED.state"
     ))
-    .bind(ids)
-    .bind(sequences)
-    .bind(rooms)
-    .execute(conn)
-    .await
-    .map(|_| ())
+    .arg(ids)
+    .arg(sequences)
+    .arg(crate::sql::Arg::Jsons(rooms))]))
 }
 
 /// The rows of `room_ids` in `table`, locked (in id order, as every batch locks them).

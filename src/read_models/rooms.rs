@@ -9,7 +9,8 @@ use serde::Deserialize;
 use sqlx::postgres::PgRow;
 use sqlx::{FromRow, PgConnection, PgExecutor, Row};
 
-use super::{Projection, StoredEvent};
+use super::{Projection, Rows, StoredEvent};
+use crate::sql::Statement;
 
 /// The live table.
 const TABLE: &str = "rooms";
@@ -31,11 +32,11 @@ impl Projection for Rooms {
 
     fn apply<'a>(
         &'a self,
-        conn: &'a mut PgConnection,
+        rows: Rows<'a>,
         table: &'a str,
         events: &'a [StoredEvent<'a>],
-    ) -> futures_util::future::BoxFuture<'a, Result<(), sqlx::Error>> {
-        Box::pin(project(conn, table, events))
+    ) -> futures_util::future::BoxFuture<'a, Result<Option<Vec<Statement>>, sqlx::Error>> {
+        Box::pin(project(rows, table, events))
     }
 
     fn violation(&self, constraint: &str) -> Option<crate::BoxError> {
@@ -153,11 +154,13 @@ async fn select_one<'e>(
 /// Applies events, in log order, to the room views in `table` (`rooms`, or a replay's fresh
 /// table): each room touched is read at most once (locked, unless its history starts in
 /// these events) and written once, all rows in one statement. Other aggregates are ignored.
+/// Commands do not hand over views: a room whose view changes and whose history started
+/// before these events is read.
 async fn project(
-    conn: &mut PgConnection,
+    rows: Rows<'_>,
     table: &str,
     events: &[StoredEvent<'_>],
-) -> Result<(), sqlx::Error> {
+) -> Result<Option<Vec<Statement>>, sqlx::Error> {
     let mut concerning = Vec::new();
     for event in events {
         if event.aggregate_type != Room::TYPE {
@@ -170,7 +173,11 @@ async fn project(
         }
     }
     let existing = super::continued_rooms(concerning.iter().map(|(event, _)| *event));
-    let mut stored = find_for_update(conn, table, &existing).await?;
+    let mut stored = match rows {
+        Rows::Read(conn) => find_for_update(conn, table, &existing).await?,
+        Rows::Known(_) if existing.is_empty() => HashMap::new(),
+        Rows::Known(_) => return Ok(None),
+    };
     let mut views: HashMap<&str, RoomView> = HashMap::new();
     for (event, decoded) in concerning {
         let current = match views.remove(event.aggregate_id) {
@@ -182,19 +189,18 @@ async fn project(
         views.insert(event.aggregate_id, view);
     }
     if views.is_empty() {
-        return Ok(());
+        return Ok(Some(Vec::new()));
     }
-    upsert(conn, table, &views.into_values().collect::<Vec<_>>()).await
+    Ok(Some(vec![upsert(
+        table,
+        &views.into_values().collect::<Vec<_>>(),
+    )]))
 }
 
 /// Inserts or replaces the rows of `views` in `table` (`rooms`, or a replay's fresh table), in
 /// one statement whatever their number.
-async fn upsert(
-    conn: &mut PgConnection,
-    table: &str,
-    views: &[RoomView],
-) -> Result<(), sqlx::Error> {
-    sqlx::query(&format!(
+fn upsert(table: &str, views: &[RoomView]) -> Statement {
+    Statement::new(format!(
         "INSERT INTO {table} ({COLUMNS}) \
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
            $7::bool[], $8::bool[], $9::timestamptz[], $10::timestamptz[], $11::timestamptz[], \
@@ -212,29 +218,26 @@ async fn upsert(
            mute_participants_on_join = EXCLUDED.mute_participants_on_join, \
            max_participants = EXCLUDED.max_participants, version = EXCLUDED.version"
     ))
-    .bind(column(views, |v| v.id.clone()))
-    .bind(column(views, |v| v.code.to_string()))
-    .bind(column(views, |v| v.name.clone()))
-    .bind(column(views, |v| v.host_id.clone()))
-    .bind(column(views, |v| v.host_display_name.clone()))
-    .bind(column(views, |v| v.host_avatar_url.clone()))
-    .bind(column(views, |v| v.is_active))
-    .bind(column(views, |v| v.is_locked))
-    .bind(column(views, |v| v.started_at))
-    .bind(column(views, |v| v.created_at))
-    .bind(column(views, |v| v.updated_at))
-    .bind(column(views, |v| v.ended_at))
-    .bind(setting(views, |s| s.id.clone()))
-    .bind(setting(views, |s| s.values.allow_chat))
-    .bind(setting(views, |s| s.values.allow_screen_share))
-    .bind(setting(views, |s| s.values.allow_guest_access))
-    .bind(setting(views, |s| s.values.waiting_room))
-    .bind(setting(views, |s| s.values.mute_participants_on_join))
-    .bind(setting(views, |s| s.values.max_participants as i32))
-    .bind(column(views, |v| v.version))
-    .execute(conn)
-    .await
-    .map(|_| ())
+    .arg(column(views, |v| v.id.clone()))
+    .arg(column(views, |v| v.code.to_string()))
+    .arg(column(views, |v| v.name.clone()))
+    .arg(column(views, |v| v.host_id.clone()))
+    .arg(column(views, |v| v.host_display_name.clone()))
+    .arg(column(views, |v| v.host_avatar_url.clone()))
+    .arg(column(views, |v| v.is_active))
+    .arg(column(views, |v| v.is_locked))
+    .arg(column(views, |v| v.started_at))
+    .arg(column(views, |v| v.created_at))
+    .arg(column(views, |v| v.updated_at))
+    .arg(column(views, |v| v.ended_at))
+    .arg(setting(views, |s| s.id.clone()))
+    .arg(setting(views, |s| s.values.allow_chat))
+    .arg(setting(views, |s| s.values.allow_screen_share))
+    .arg(setting(views, |s| s.values.allow_guest_access))
+    .arg(setting(views, |s| s.values.waiting_room))
+    .arg(setting(views, |s| s.values.mute_participants_on_join))
+    .arg(setting(views, |s| s.values.max_participants as i32))
+    .arg(column(views, |v| v.version))
 }
 
 /// One array per column, for UNNEST.

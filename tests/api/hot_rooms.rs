@@ -289,3 +289,46 @@ async fn every_batch_shape_keeps_order_on_nats_and_replay_rebuilds_its_rows() {
 
     crate::common::assert_replay_rebuilds_the_same_rows(&first.db).await;
 }
+
+/// `event_store_writes_total{rows}`: how many writes had every row they continue handed over
+/// (`known`: BEGIN, events and rows in one round trip, then COMMIT) or read them first.
+async fn writes(app: &TestApp, rows: &str) -> f64 {
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let series = format!("event_store_writes_total{{rows=\"{rows}\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .map_or(0.0, |value| value.trim().parse().unwrap())
+}
+
+/// A create continues nothing, and a join hands over the room's state it was decided against:
+/// neither write reads a row. A settings change changes the room's view, which commands do not
+/// hold: that write reads the view first. Replay agrees with what both ways wrote.
+#[tokio::test]
+async fn a_lone_command_hands_its_rooms_state_to_its_write() {
+    let app = Arc::new(TestApp::spawn().await);
+    let counts = || async { (writes(&app, "known").await, writes(&app, "read").await) };
+    let start = counts().await;
+    let room = new_room(&app, json!({"waitingRoom": true})).await;
+    let after_create_and_patch = counts().await;
+    assert_eq!(
+        after_create_and_patch,
+        (start.0 + 1.0, start.1 + 1.0),
+        "the create without reads, the settings change with"
+    );
+    let pid = participant(&app, &room, "ada", 202).await;
+    let path = format!(
+        "/rooms/{}/participants/{pid}/admit",
+        room["id"].as_str().unwrap()
+    );
+    assert_eq!(
+        app.call(Method::POST, &path, "host", None).await.status(),
+        200
+    );
+    assert_eq!(
+        counts().await,
+        (after_create_and_patch.0 + 2.0, after_create_and_patch.1),
+        "the knock and the admission without reads"
+    );
+    crate::common::assert_replay_rebuilds_the_same_rows(&app.db).await;
+}
