@@ -501,7 +501,7 @@ async fn outcome(state: &AppState, room_id: &str, pid: &str) -> Result<Option<Ev
 /// then, if it fell too far behind, a comment saying how to resume.
 ///
 /// The events are boxed in the channel: tokio allocates a channel's first block of 32 slots
-/// when it is made, and a box is 8 bytes where an `Event` is 40; a feed that sits idle for
+/// when it is made, and a box is 8 bytes where an `Event` is 48; a feed that sits idle for
 /// hours holds that block the whole time.
 struct Feed {
     sender: mpsc::Sender<Box<Event>>,
