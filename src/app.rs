@@ -26,6 +26,7 @@ pub fn build(
     limits: &Limits,
 ) -> Router {
     let live = Live::new(limits.live_max_streams, limits.live_max_streams_each);
+    tokio::spawn(live.clone().tick_keep_alives());
     if let Some(nats_url) = nats_url {
         tokio::spawn(live.clone().follow(nats_url));
     }

@@ -11,7 +11,9 @@
 //! a new feed's first events could be missed (the log read covers it either way).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_nats::Event;
 use futures_util::StreamExt;
@@ -49,6 +51,27 @@ pub type Receiver = broadcast::Receiver<Arc<LiveEvent>>;
 /// is told it lagged and reads the log instead.
 const ROOM_BUFFER: usize = 256;
 
+/// A feed sends a comment this often, so that proxies do not close it while it is idle.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// Feeds take their keep-alive ticks from this many slots, one slot ticking every
+/// `KEEP_ALIVE / KEEP_ALIVE_SLOTS` (250 ms), each slot every `KEEP_ALIVE`.
+///
+/// Why slots and not a timer per feed: 10,000 idle feeds with a timer each wake the runtime
+/// 667 times a second, one comment at a time, and each wake-up (timer wheel, parking and
+/// unparking a worker) cost nearly as much as the comment's write. One timer for the instance
+/// wakes a slot's feeds together: 4 wake-ups a second. A feed joins the slot that has just
+/// ticked, so its first comment comes within `KEEP_ALIVE` of its start, and then one every
+/// `KEEP_ALIVE` exactly, busy or not (a comment on a busy feed costs a few bytes; clients
+/// ignore it).
+const KEEP_ALIVE_SLOTS: usize = 60;
+
+/// The instance's keep-alive ticks (see `KEEP_ALIVE_SLOTS`).
+struct KeepAlives {
+    slots: Vec<watch::Sender<()>>,
+    /// The slot that ticked last.
+    current: AtomicUsize,
+}
+
 #[derive(Clone)]
 pub struct Live {
     rooms: Arc<Mutex<HashMap<String, broadcast::Sender<Arc<LiveEvent>>>>>,
@@ -62,6 +85,7 @@ pub struct Live {
     /// Feeds one participant (or the host of one room) may hold open at once: a few tabs, not
     /// an instance's worth of connections from one stolen token.
     max_each: usize,
+    keep_alives: Arc<KeepAlives>,
 }
 
 impl Live {
@@ -75,6 +99,30 @@ impl Live {
             streams: Arc::new(Semaphore::new(max_streams)),
             max_streams,
             max_each,
+            keep_alives: Arc::new(KeepAlives {
+                slots: (0..KEEP_ALIVE_SLOTS)
+                    .map(|_| watch::Sender::new(()))
+                    .collect(),
+                current: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// A new feed's keep-alive tick: it changes every `KEEP_ALIVE`, the first time within
+    /// `KEEP_ALIVE` of now (while `tick_keep_alives` runs).
+    pub fn keep_alive(&self) -> watch::Receiver<()> {
+        let keep_alives = &self.keep_alives;
+        keep_alives.slots[keep_alives.current.load(Ordering::Acquire)].subscribe()
+    }
+
+    /// Ticks the feeds' keep-alives, a slot at a time, until the process ends.
+    pub async fn tick_keep_alives(self) {
+        let keep_alives = &self.keep_alives;
+        let mut ticks = tokio::time::interval(KEEP_ALIVE / KEEP_ALIVE_SLOTS as u32);
+        for slot in (0..KEEP_ALIVE_SLOTS).cycle() {
+            ticks.tick().await;
+            keep_alives.slots[slot].send_replace(());
+            keep_alives.current.store(slot, Ordering::Release);
         }
     }
 
@@ -246,6 +294,27 @@ mod tests {
             1,
             "the others' places are given back"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_feed_gets_a_keep_alive_tick_within_the_interval_then_every_interval() {
+        let live = Live::new(1, 1);
+        tokio::spawn(live.clone().tick_keep_alives());
+        // Other slots have ticked since the instance started.
+        tokio::time::sleep(Duration::from_millis(3_100)).await;
+        let mut tick = live.keep_alive();
+        let opened = tokio::time::Instant::now();
+        tick.changed().await.unwrap();
+        let first = opened.elapsed();
+        assert!(
+            first <= KEEP_ALIVE && first >= KEEP_ALIVE - KEEP_ALIVE / KEEP_ALIVE_SLOTS as u32,
+            "first tick after {first:?}"
+        );
+        for _ in 0..3 {
+            let at = tokio::time::Instant::now();
+            tick.changed().await.unwrap();
+            assert_eq!(at.elapsed(), KEEP_ALIVE);
+        }
     }
 
     #[test]

@@ -112,7 +112,11 @@ impl Connection {
             tower::service_fn(move |mut request: axum::http::Request<_>| {
                 request.extensions_mut().insert(ConnectInfo(peer));
                 let counted = InService::enter(&in_service);
-                let response = app.clone().oneshot(request);
+                // Boxed: hyper keeps the service's future in an allocation of its size for as
+                // long as the connection lives, after the response too. The router's future is
+                // most of a kilobyte; a live feed holds its connection for hours, so the future
+                // goes in a box of its own, freed once the response is made.
+                let response = Box::pin(app.clone().oneshot(request));
                 async move {
                     let response = response.await;
                     drop(counted);

@@ -14,12 +14,12 @@ use std::time::Duration;
 use aggregates::{Room, Status};
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use cqrs_es::Aggregate;
 use futures_util::Stream;
 use serde_json::json;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -34,8 +34,6 @@ use crate::read_models::{participants, rooms};
 
 /// Events a feed keeps for a client that reads slower than they come; beyond, the feed ends.
 const FEED_BUFFER: usize = 1000;
-/// A comment this often keeps proxies from closing an idle feed.
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// Events read from the log at a time.
 const LOG_PAGE: i64 = 500;
 
@@ -223,7 +221,7 @@ async fn room_feed(
     let slot = state.live.open(viewer.holder(&id)).map_err(refused)?;
     // Following the room before reading the log: nothing can fall between the two.
     let events = state.live.subscribe(&id);
-    let feed = Feed::start();
+    let feed = Feed::start(state.live.keep_alive());
     let (sender, overflowed) = (feed.sender.clone(), Arc::clone(&feed.overflowed));
     let (pool, connections) = (state.pool.clone(), state.live.connections());
     tokio::spawn(async move {
@@ -274,50 +272,17 @@ async fn follow_room(
     viewer: Viewer,
     mut events: live::Receiver,
     mut connections: tokio::sync::watch::Receiver<u64>,
-    sender: mpsc::Sender<Event>,
+    sender: mpsc::Sender<Box<Event>>,
     overflowed: Arc<AtomicBool>,
 ) {
     connections.borrow_and_update();
     loop {
-        // From the log: everything after the last event sent.
-        loop {
-            // Boxed: a feed's task is mostly idle, and should not carry a query's state inline
-            // (thousands of feeds per instance).
-            let read = Box::pin(event_log::history(
-                &pool,
-                Room::TYPE,
-                &room_id,
-                last,
-                LOG_PAGE,
-            ));
-            let page = match read.await {
-                Ok(page) => page,
-                Err(error) => {
-                    tracing::warn!(%error, room_id, "a live feed cannot read the log; ending it");
-                    let _ = sender.try_send(Event::default().comment(
-                            "the service cannot read the room's events now: reconnect with Last-Event-ID",
-                        ));
-                    return;
-                }
-            };
-            let full = page.len() as i64 == LOG_PAGE;
-            for logged in page {
-                let data = event_log::data(&logged.event_type, &logged.payload);
-                let event = LiveEvent::new(logged.sequence, logged.event_type.clone(), data);
-                last = event.sequence;
-                // At the client's pace: a long history is not a slow reader.
-                if let Some(sse) = viewer.event(&event) {
-                    if sender.send(sse).await.is_err() {
-                        return;
-                    }
-                }
-                if viewer.ends_with(&event) {
-                    return;
-                }
-            }
-            if !full {
-                break;
-            }
+        // From the log: everything after the last event sent. Boxed, and freed once read: a
+        // feed's task is mostly idle, and should not carry a query's and a send's state inline
+        // while it waits (thousands of feeds per instance).
+        let from_log = Box::pin(send_from_log(&pool, &room_id, &mut last, &viewer, &sender));
+        if !from_log.await {
+            return;
         }
         // Live, until a gap or a reconnection sends it back to the log.
         loop {
@@ -347,10 +312,51 @@ async fn follow_room(
     }
 }
 
+/// Sends the events of the log after `last` (updating it) at the client's pace: a long history
+/// is not a slow reader. False when the feed is over (the client left, the log cannot be read,
+/// or the viewer's last event was sent).
+async fn send_from_log(
+    pool: &sqlx::PgPool,
+    room_id: &str,
+    last: &mut i64,
+    viewer: &Viewer,
+    sender: &mpsc::Sender<Box<Event>>,
+) -> bool {
+    loop {
+        let page = match event_log::history(pool, Room::TYPE, room_id, *last, LOG_PAGE).await {
+            Ok(page) => page,
+            Err(error) => {
+                tracing::warn!(%error, room_id, "a live feed cannot read the log; ending it");
+                let _ = sender.try_send(Box::new(Event::default().comment(
+                    "the service cannot read the room's events now: reconnect with Last-Event-ID",
+                )));
+                return false;
+            }
+        };
+        let full = page.len() as i64 == LOG_PAGE;
+        for logged in page {
+            let data = event_log::data(&logged.event_type, &logged.payload);
+            let event = LiveEvent::new(logged.sequence, logged.event_type.clone(), data);
+            *last = event.sequence;
+            if let Some(sse) = viewer.event(&event) {
+                if sender.send(Box::new(sse)).await.is_err() {
+                    return false;
+                }
+            }
+            if viewer.ends_with(&event) {
+                return false;
+            }
+        }
+        if !full {
+            return true;
+        }
+    }
+}
+
 /// Sends a live `event` if the viewer sees it; false when the feed is over (the client left,
 /// or fell too far behind).
 fn send(
-    sender: &mpsc::Sender<Event>,
+    sender: &mpsc::Sender<Box<Event>>,
     overflowed: &AtomicBool,
     viewer: &Viewer,
     event: &LiveEvent,
@@ -358,7 +364,7 @@ fn send(
     let Some(sse) = viewer.event(event) else {
         return true;
     };
-    match sender.try_send(sse) {
+    match sender.try_send(Box::new(sse)) {
         Ok(()) => true,
         Err(mpsc::error::TrySendError::Full(_)) => {
             metrics::counter!("live_streams_dropped_total", "reason" => "slow_reader").increment(1);
@@ -405,7 +411,7 @@ async fn waiting_feed(
     find_room(&state, &id).await?;
     let slot = state.live.open(format!("{id}:{pid}")).map_err(refused)?;
     let events = state.live.subscribe(&id);
-    let feed = Feed::start();
+    let feed = Feed::start(state.live.keep_alive());
     let sender = feed.sender.clone();
     let connections = state.live.connections();
     tokio::spawn(async move {
@@ -421,21 +427,21 @@ async fn wait_for_outcome(
     pid: String,
     mut events: live::Receiver,
     mut connections: tokio::sync::watch::Receiver<u64>,
-    sender: mpsc::Sender<Event>,
+    sender: mpsc::Sender<Box<Event>>,
 ) {
     loop {
         connections.borrow_and_update();
         match Box::pin(outcome(&state, &room_id, &pid)).await {
             Ok(Some(event)) => {
-                let _ = sender.try_send(event);
+                let _ = sender.try_send(Box::new(event));
                 return;
             }
             Ok(None) => {}
             Err(error) => {
                 tracing::warn!(error = %error, room_id, "a waiting feed cannot read the room; ending it");
-                let _ = sender.try_send(
+                let _ = sender.try_send(Box::new(
                     Event::default().comment("the service cannot read the room now: reconnect"),
-                );
+                ));
                 return;
             }
         }
@@ -491,21 +497,28 @@ async fn outcome(state: &AppState, room_id: &str, pid: &str) -> Result<Option<Ev
     }
 }
 
-/// The client's side of a feed: the events its task sends, then, if it fell too far behind, a
-/// comment saying how to resume.
+/// The client's side of a feed: the events its task sends, a comment at each keep-alive tick,
+/// then, if it fell too far behind, a comment saying how to resume.
+///
+/// The events are boxed in the channel: tokio allocates a channel's first block of 32 slots
+/// when it is made, and a box is 8 bytes where an `Event` is 48; a feed that sits idle for
+/// hours holds that block the whole time.
 struct Feed {
-    sender: mpsc::Sender<Event>,
-    receiver: mpsc::Receiver<Event>,
+    sender: mpsc::Sender<Box<Event>>,
+    receiver: mpsc::Receiver<Box<Event>>,
     overflowed: Arc<AtomicBool>,
+    keep_alive: watch::Receiver<()>,
 }
 
 impl Feed {
-    fn start() -> Self {
+    /// A feed that sends a keep-alive comment each time `keep_alive` changes (`Live::keep_alive`).
+    fn start(keep_alive: watch::Receiver<()>) -> Self {
         let (sender, receiver) = mpsc::channel(FEED_BUFFER);
         Self {
             sender,
             receiver,
             overflowed: Arc::default(),
+            keep_alive,
         }
     }
 
@@ -513,23 +526,45 @@ impl Feed {
         let Self {
             receiver,
             overflowed,
+            keep_alive,
             ..
         } = self;
-        Sse::new(events(receiver, overflowed))
-            .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
-            .into_response()
+        Sse::new(events(receiver, overflowed, keep_alive)).into_response()
     }
 }
 
-fn events(
-    receiver: mpsc::Receiver<Event>,
+/// What a feed's response holds between two of its events.
+struct Pending {
+    receiver: mpsc::Receiver<Box<Event>>,
     overflowed: Arc<AtomicBool>,
+    keep_alive: watch::Receiver<()>,
+}
+
+fn events(
+    receiver: mpsc::Receiver<Box<Event>>,
+    overflowed: Arc<AtomicBool>,
+    keep_alive: watch::Receiver<()>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
-    futures_util::stream::unfold(Some((receiver, overflowed)), |state| async move {
-        let (mut receiver, overflowed) = state?;
-        match receiver.recv().await {
-            Some(event) => Some((Ok(event), Some((receiver, overflowed)))),
-            None if overflowed.load(Ordering::Acquire) => Some((
+    let pending = Pending {
+        receiver,
+        overflowed,
+        keep_alive,
+    };
+    futures_util::stream::unfold(Some(pending), |pending| async move {
+        let mut pending = pending?;
+        let received = tokio::select! {
+            // Events first: a keep-alive tick on a busy feed can wait for the next poll.
+            biased;
+            received = pending.receiver.recv() => received,
+            // The instance's keep-alive timer (a tick per `live::KEEP_ALIVE`; without one,
+            // in tests, no comments).
+            Ok(()) = pending.keep_alive.changed() => {
+                return Some((Ok(Event::DEFAULT_KEEP_ALIVE), Some(pending)));
+            }
+        };
+        match received {
+            Some(event) => Some((Ok(*event), Some(pending))),
+            None if pending.overflowed.load(Ordering::Acquire) => Some((
                 Ok(Event::default().comment(
                     "this feed fell too far behind and ends here: reconnect with Last-Event-ID to resume",
                 )),
@@ -550,7 +585,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_reader_too_far_behind_is_cut_off_with_a_comment_saying_how_to_resume() {
-        let feed = Feed::start();
+        let (_ticks, keep_alive) = watch::channel(());
+        let feed = Feed::start(keep_alive);
         let locked = event("RoomLocked", "p1");
         let mut sent = 0;
         while send(&feed.sender, &feed.overflowed, &Viewer::Host, &locked) {
@@ -568,6 +604,32 @@ mod tests {
             "{}",
             &text[text.len() - 200..]
         );
+    }
+
+    #[tokio::test]
+    async fn a_keep_alive_tick_sends_a_comment_between_events() {
+        use http_body_util::BodyExt;
+        let (ticks, keep_alive) = watch::channel(());
+        let feed = Feed::start(keep_alive);
+        let sender = feed.sender.clone();
+        let mut body = feed.response().into_body();
+        let mut next = async || {
+            let frame = body.frame().await?.unwrap();
+            Some(String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap())
+        };
+        ticks.send_replace(());
+        assert_eq!(next().await.as_deref(), Some(":\n\n"));
+        sender
+            .try_send(Box::new(Event::default().event("RoomLocked").data("{}")))
+            .unwrap();
+        assert_eq!(
+            next().await.as_deref(),
+            Some("event: RoomLocked\ndata: {}\n\n")
+        );
+        ticks.send_replace(());
+        assert_eq!(next().await.as_deref(), Some(":\n\n"));
+        drop(sender);
+        assert_eq!(next().await, None, "the feed ends with its task");
     }
 
     #[test]
