@@ -135,14 +135,16 @@ def machine():
     return info
 
 
-def start_service(url, secret=None, **settings):
+def start_service(url, secret=None, binary=None, **settings):
     """A `neuronmeet serve` on a free port; `secret`: its JWT_SECRET (default: a random one);
-    `settings`: more environment (ROOM_BATCHES="false", say)."""
+    `binary`: another build than BIN (an older commit's, say); `settings`: more environment
+    (ROOM_BATCHES="false", say)."""
+    binary = binary or BIN
     port = free_port()
     env = dict(os.environ, DATABASE_URL=url, NATS_URL=NATS_URL, PORT=str(port),
                JWT_SECRET=secret or secrets.token_hex(32), RUST_LOG="warn", LOG_FORMAT="json")
     env.update(settings)
-    process = subprocess.Popen([BIN, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen([binary, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     for _ in range(200):
         try:
@@ -150,7 +152,7 @@ def start_service(url, secret=None, **settings):
             break
         except OSError:
             time.sleep(0.1)
-    token = subprocess.run([BIN, "token", "--sub", "bench-user", "--name", "Bench", "--ttl", "2h"],
+    token = subprocess.run([binary, "token", "--sub", "bench-user", "--name", "Bench", "--ttl", "2h"],
                            env=env, check=True, capture_output=True, text=True).stdout.strip()
     return process, base, token
 
@@ -798,6 +800,10 @@ def joins_results(info):
 # --- Hot rooms (BENCH_ONLY=hot): a crowd on one room, batched against the naive composition ---
 
 HOT_BIG = 1000
+# BENCH_BASELINE_BIN: a build of an earlier commit (BENCH_BASELINE_COMMIT names it), whose c=1
+# creates and joins the hot part measures in the same run, before and after this build's.
+BASELINE_BIN = os.environ.get("BENCH_BASELINE_BIN")
+BASELINE_COMMIT = os.environ.get("BENCH_BASELINE_COMMIT", "baseline")
 HOT_BIG_ROOM = {"id": "0190f000-0000-7000-8000-000000001000", "code": "aaa-aaa-aab"}
 
 
@@ -830,6 +836,21 @@ def c1_joins(base, token, secret):
             os.unlink(name)
 
 
+def c1_latencies(binary, secret, label):
+    """POST /rooms and joins at concurrency 1 on one fresh instance of `binary`."""
+    url = database("bench_c1")
+    process, base, token = start_service(url, secret, binary=binary)
+    try:
+        log(f"{label}: POST /rooms at concurrency 1 for {DURATION}s")
+        wrk(base, token, 1, duration=3)
+        create = wrk(base, token, 1)
+        log(f"{label}: joins at concurrency 1 for {DURATION}s")
+        return {"c1_create": create, "c1_join": c1_joins(base, token, secret)}
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 def hot_rooms(info):
     """The storms of 100 and 1,000 users into a room of 100 and of HOT_BIG users into a room of
     HOT_BIG places (two instances, STORM_CONNECTIONS connections), then POST /rooms and a join
@@ -851,18 +872,36 @@ def hot_rooms(info):
                                           warm=False)}
             big_run = runs["room_of_1000"]
             big_run["joins_per_s"] = round(big_run["joined_events"] / (big_run["settle_ms"] / 1000), 1)
-            services[1][0].terminate()
-            services[1][0].wait(timeout=30)
-            log(f"{mode}: POST /rooms at concurrency 1 for {DURATION}s")
-            wrk(bases[0], token, 1, duration=3)
-            runs["c1_create"] = wrk(bases[0], token, 1)
-            log(f"{mode}: joins at concurrency 1 for {DURATION}s")
-            runs["c1_join"] = c1_joins(bases[0], token, secret)
         finally:
             for process, _, _ in services:
                 process.terminate()
                 process.wait(timeout=30)
         result[mode] = runs
+    # c=1 alone on the machine, this build and (if given) the baseline, alternately, twice each
+    rounds = [("this", BIN)] + ([("baseline", BASELINE_BIN)] if BASELINE_BIN else [])
+    for round_number in (1, 2):
+        for label, binary in rounds:
+            result.setdefault(f"c1_{label}", []).append(c1_latencies(binary, secret, f"c=1 {label} #{round_number}"))
+    if BASELINE_BIN:
+        result["baseline_commit"] = BASELINE_COMMIT
+    # POST /rooms at 32 against pgbench of the same transaction shape, alternately, three times
+    result["c32_vs_pgbench"] = []
+    for round_number in (1, 2, 3):
+        url = database("bench_c32")
+        process, base, token = start_service(url, secret)
+        try:
+            wrk(base, token, 8, duration=3)
+            log(f"POST /rooms at concurrency 32 for {DURATION}s, round {round_number}")
+            http_run = wrk(base, token, 32)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+        log(f"pgbench, the same shape, 32 clients for {DURATION}s, round {round_number}")
+        pg = pgbench(32)
+        result["c32_vs_pgbench"].append({"rps": http_run["rps"], "p99_us": http_run["p99_us"],
+                                         "errors": http_run["errors"], "pgbench_tps": pg["tps"],
+                                         "ratio": round(http_run["rps"] / pg["tps"], 3)})
+    result["c32_ratio_median"] = sorted(r["ratio"] for r in result["c32_vs_pgbench"])[1]
     result["speedup"] = {run: round(result["naive"][run]["settle_ms"] / result["batched"][run]["settle_ms"], 2)
                          for run in ("storm_100", "storm_1000", "room_of_1000")}
     return result
@@ -887,9 +926,17 @@ def print_hot(r):
             s = r[mode][run]
             print(f"{mode}: {run}: conflict retries by instance {s['conflict_retries_by_instance']}, gave up "
                   f"{s['gave_up_by_instance']}; {load_text(s)}")
-        c, j = r[mode]["c1_create"], r[mode]["c1_join"]
-        print(f"{mode}: c=1 POST /rooms p50 {c['p50_us'] / 1000:.2f} ms, p99 {c['p99_us'] / 1000:.2f} ms, "
-              f"{c['rps']}/s; c=1 join p50 {j['p50_us'] / 1000:.2f} ms, p99 {j['p99_us'] / 1000:.2f} ms, {j['rps']}/s")
+    for run in r.get("c32_vs_pgbench", []):
+        print(f"POST /rooms at 32: {run['rps']}/s (p99 {run['p99_us'] / 1000:.1f} ms, errors {run['errors']}); "
+              f"pgbench same shape: {run['pgbench_tps']} tps; ratio {run['ratio']}")
+    if "c32_ratio_median" in r:
+        print(f"median ratio of three: {r['c32_ratio_median']}")
+    for label in ("this", "baseline"):
+        for run in r.get(f"c1_{label}", []):
+            c, j = run["c1_create"], run["c1_join"]
+            name = r["commit"] if label == "this" else r.get("baseline_commit")
+            print(f"c=1, {name}: POST /rooms p50 {c['p50_us'] / 1000:.2f} ms, p99 {c['p99_us'] / 1000:.2f} ms, "
+                  f"{c['rps']}/s; join p50 {j['p50_us'] / 1000:.2f} ms, p99 {j['p99_us'] / 1000:.2f} ms, {j['rps']}/s")
 
 
 def load_text(x):
