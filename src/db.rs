@@ -107,25 +107,22 @@ impl Tx {
     /// transaction that holds a room's rows and does not finish (an instance frozen mid-write)
     /// must not stall every write queued behind it.
     pub async fn begin(pool: &PgPool, lock_timeout: Duration) -> Result<Self, sqlx::Error> {
-        Self::begin_with(pool, lock_timeout, "").await
-    }
-
-    /// Begins a write and runs `first` (statements with their parameters inlined, each ended
-    /// by a semicolon) in the same round trip: the simple protocol takes them all at once.
-    pub async fn begin_with(
-        pool: &PgPool,
-        lock_timeout: Duration,
-        first: &str,
-    ) -> Result<Self, sqlx::Error> {
         let mut tx = Self {
             conn: Some(pool.acquire().await?),
         };
+        // One round trip: the simple protocol takes both statements at once.
         let begin = format!(
-            "BEGIN; SET LOCAL lock_timeout = {};\n{first}",
+            "BEGIN; SET LOCAL lock_timeout = {}",
             lock_timeout.as_millis().max(1)
         );
-        tx.run(&begin).await?;
+        tx.conn().execute(begin.as_str()).await?;
         Ok(tx)
+    }
+
+    pub fn conn(&mut self) -> &mut PgConnection {
+        self.conn
+            .as_mut()
+            .expect("a Tx holds its connection until commit")
     }
 
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
@@ -135,40 +132,11 @@ impl Tx {
         Ok(())
     }
 
-    /// Runs a message of statements (inlined, each ended by a semicolon) in one round trip.
-    /// After an error the server skipped the rest of the message and the transaction is
-    /// aborted: it is rolled back here, and the connection pooled again, unless the database
-    /// went away (then it is closed on drop).
-    pub async fn run(&mut self, message: &str) -> Result<(), sqlx::Error> {
-        match self.conn().execute(message).await {
-            Ok(_) => Ok(()),
-            Err(error) => {
-                if !is_unavailable(&error) {
-                    self.rollback_in_place().await;
-                }
-                Err(error)
-            }
-        }
-    }
-
-    pub fn conn(&mut self) -> &mut PgConnection {
-        self.conn
-            .as_mut()
-            .expect("a Tx holds its connection until commit")
-    }
-
     /// Rolls back and returns the connection to the pool (a conflict or a refusal is common:
     /// closing would cost a new backend each time); closes it if ROLLBACK does not succeed
     /// promptly.
     pub async fn rollback(mut self) {
-        self.rollback_in_place().await;
-    }
-
-    async fn rollback_in_place(&mut self) {
-        let Some(conn) = self.conn.as_mut() else {
-            return;
-        };
-        let rollback = conn.execute("ROLLBACK");
+        let rollback = self.conn().execute("ROLLBACK");
         if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), rollback).await {
             self.conn.take();
         }

@@ -139,13 +139,12 @@ impl Write for Writer {
 /// The events, the inline projections of them and the idempotency record (with `key`, claimed
 /// first), in one transaction, committed.
 ///
-/// Round trips: when every row the projections continue is `known` (the commands hand over
-/// their rooms' states; a create continues nothing), BEGIN, the events and the projections'
-/// statements go in one message, and COMMIT in a second. Otherwise the events go with BEGIN
-/// (the room's sequence is taken first, as the relay's order needs: docs/architecture.md), the
-/// rows are read and locked, then the projections' statements go, then COMMIT. COMMIT is never
-/// sent with the statements: a write whose client gave up (a stalled database) must not commit
-/// later, so that an error before COMMIT always means "not written".
+/// The events are inserted first (the room's sequence is taken before anything else is
+/// written, as the relay's order needs: docs/architecture.md). The rows the projections
+/// continue are handed over by the commands where they can (a room batch's state, decided
+/// against; a create continues nothing: `event_store_writes_total{rows="known"}`), and read
+/// and locked in the transaction otherwise (a room's view, which commands do not hold:
+/// `rows="read"`).
 ///
 /// A database that stops answering (a network stall, a frozen host) must not hold a write, and
 /// the requests waiting for its outcome, for as long as TCP takes to notice: past its lock
@@ -158,8 +157,7 @@ async fn write(
     known: &Known,
     key: Option<&idempotency::Idempotency>,
 ) -> Result<(), PersistenceError> {
-    let (pool, lock_timeout) = (&writer.pool, writer.lock_timeout);
-    let bound = lock_timeout + WRITE_TIMEOUT;
+    let bound = writer.lock_timeout + WRITE_TIMEOUT;
     let stored = events
         .iter()
         .map(|e| StoredEvent {
@@ -169,43 +167,36 @@ async fn write(
             payload: &e.payload,
         })
         .collect::<Vec<_>>();
-    let insert = insert_events(events);
     let statements = async {
-        if key.is_none() {
-            if let Some(projections) = read_models::apply_all(Rows::Known(known), &stored).await? {
-                metrics::counter!("event_store_writes_total", "rows" => "known").increment(1);
-                let message = sql::message(std::iter::once(&insert).chain(&projections))
-                    .map_err(unprintable)?;
-                return Ok(Tx::begin_with(pool, lock_timeout, &message).await?);
+        let handed_over = read_models::apply_all(Rows::Known(known), &stored).await?;
+        let rows = if handed_over.is_some() {
+            "known"
+        } else {
+            "read"
+        };
+        metrics::counter!("event_store_writes_total", "rows" => rows).increment(1);
+        let mut tx = Tx::begin(&writer.pool, writer.lock_timeout).await?;
+        if let Some(key) = key {
+            if !idempotency::claim(tx.conn(), key).await? {
+                tx.rollback().await;
+                return Err(WriteError::KeyBusy);
             }
         }
-        metrics::counter!("event_store_writes_total", "rows" => "read").increment(1);
-        let mut tx = match key {
-            None => {
-                let first = sql::message([&insert]).map_err(unprintable)?;
-                Tx::begin_with(pool, lock_timeout, &first).await?
-            }
-            Some(key) => {
-                let mut tx = Tx::begin(pool, lock_timeout).await?;
-                if !idempotency::claim(tx.conn(), key).await? {
-                    tx.rollback().await;
-                    return Err(WriteError::KeyBusy);
-                }
-                insert.execute(tx.conn()).await?;
-                tx
-            }
-        };
-        let rest = async {
-            let projections = read_models::apply_all(Rows::Read(tx.conn()), &stored)
-                .await?
-                .expect("rows read are known");
+        let written = async {
+            insert_events(events).execute(tx.conn()).await?;
+            let projections = match handed_over {
+                Some(projections) => projections,
+                None => read_models::apply_all(Rows::Read(tx.conn()), &stored)
+                    .await?
+                    .expect("rows read are known"),
+            };
+            sql::execute_all(tx.conn(), &projections).await?;
             if let Some(key) = key {
                 idempotency::record(tx.conn(), key, &stored).await?;
             }
-            tx.run(&sql::message(&projections).map_err(unprintable)?)
-                .await
+            Ok::<_, sqlx::Error>(())
         };
-        match rest.await {
+        match written.await {
             Ok(()) => Ok(tx),
             Err(error) => {
                 if !db::is_unavailable(&error) {
@@ -247,11 +238,6 @@ impl From<sqlx::Error> for WriteError {
     fn from(error: sqlx::Error) -> Self {
         Self::Database(error)
     }
-}
-
-/// A value no literal can carry (a NUL): refused like a row that does not decode.
-fn unprintable(error: sql::Unprintable) -> sqlx::Error {
-    sqlx::Error::Decode(Box::new(error))
 }
 
 /// The longest a write's statements, and then its COMMIT, may take. Lock waits end sooner

@@ -28,5 +28,4 @@ mod rooms_api;
 mod rooms_lifecycle;
 mod shutdown;
 mod slow_clients;
-mod sql_literals;
 mod token_claims;
