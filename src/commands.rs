@@ -177,6 +177,7 @@ impl RoomCommands {
         let queues = Arc::clone(self.queues.as_ref().expect("batches run with queues"));
         let mut batch = vec![first];
         while !batch.is_empty() {
+            metrics::histogram!("room_batch_commands").record(batch.len() as f64);
             // A bug that panics fails its batch (its commands are told so), never the room's
             // later batches.
             let settled = std::panic::AssertUnwindSafe(self.settle(&room_id, batch))
@@ -196,9 +197,11 @@ impl RoomCommands {
     /// concern one command only settles each alone.
     async fn settle(&self, room_id: &str, mut batch: Vec<Queued>) {
         let give_up_at = tokio::time::Instant::now() + CONFLICT_DEADLINE;
-        let mut conflicts = 0u64;
-        while !batch.is_empty() {
-            metrics::histogram!("room_batch_commands").record(batch.len() as f64);
+        loop {
+            answer_expired(&mut batch);
+            if batch.is_empty() {
+                return;
+            }
             let (outcomes, events, known) = match self.decide(room_id, &mut batch).await {
                 Ok(decided) => decided,
                 Err(error) => return answer_each(batch, error),
@@ -206,11 +209,20 @@ impl RoomCommands {
             if !claim(&mut batch) {
                 continue;
             }
+            // A writer takes the batch only before the earliest of its commands' deadlines.
+            let not_after = (batch.iter())
+                .filter_map(|queued| queued.deadline.as_ref().map(Deadline::at))
+                .min();
             let written = match events.is_empty() {
                 true => Ok(()),
-                false => self.append(&events, known).await,
+                false => self.append(&events, known, not_after).await,
             };
-            let unwritten = !matches!(written, Ok(()) | Err(CommandError::Unavailable(_)));
+            let unwritten = match &written {
+                Ok(()) => false,
+                // Perhaps written (a connection lost during COMMIT), unless it never began.
+                Err(CommandError::Unavailable(cause)) => db::is_pool_timeout(cause.as_ref()),
+                Err(_) => true,
+            };
             for queued in &batch {
                 if let Some(deadline) = &queued.deadline {
                     deadline.end_write(unwritten);
@@ -223,21 +235,18 @@ impl RoomCommands {
                     }
                     return;
                 }
+                // At once, with what queued meanwhile: the winner's next batch is being decided
+                // too, and a loser that paused would lose again.
                 Err(CommandError::Conflict) if tokio::time::Instant::now() < give_up_at => {
                     metrics::counter!("aggregate_conflicts_total", "aggregate" => "Room")
                         .increment(1);
-                    conflicts += 1;
                     if let Some(queues) = &self.queues {
-                        // The other instance's batch is likely being written again: spread the
-                        // attempts after the first, so the two do not collide again.
-                        if conflicts > 1 {
-                            let pause = rand::random_range(1..=(5 * conflicts).min(50));
-                            tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
-                        }
                         let room = MAX_BATCH.saturating_sub(batch.len());
                         batch.extend(queues.more(room_id, room));
                     }
                 }
+                // No writer took the batch before a command's deadline: decided again without it.
+                Err(CommandError::Expired(_)) => {}
                 Err(CommandError::Failed(_)) if batch.len() > 1 => {
                     metrics::counter!("room_batches_split_total").increment(1);
                     for queued in batch {
@@ -282,10 +291,16 @@ impl RoomCommands {
         Ok((outcomes, serialized, known))
     }
 
-    /// Appends a room's batch (through group commit, with other rooms' commands).
-    async fn append(&self, events: &[SerializedEvent], known: Known) -> Result<(), CommandError> {
+    /// Appends a room's batch (through group commit, with other rooms' commands), if a writer
+    /// takes it before `not_after`.
+    async fn append(
+        &self,
+        events: &[SerializedEvent],
+        known: Known,
+        not_after: Option<tokio::time::Instant>,
+    ) -> Result<(), CommandError> {
         let appended = match &self.queues {
-            Some(_) => self.repository.append(events, known).await,
+            Some(_) => self.repository.append(events, known, not_after).await,
             // Without batches, as a plain composition: each command in a transaction of its own.
             None => self.repository.append_alone(events, known).await,
         };
@@ -416,9 +431,9 @@ impl RoomCommands {
             .zip(&events)
             .map(|(sequence, event)| serialize(aggregate_id, sequence, event, &metadata))
             .collect::<Result<Vec<_>, _>>()?;
-        // A new room continues no row: its write takes one round trip.
+        // A new room continues no row: its write reads nothing.
         self.repository
-            .append(&serialized, Known::default())
+            .append(&serialized, Known::default(), None)
             .await
             .map_err(from_persistence)?;
         Ok(events)
@@ -466,6 +481,19 @@ fn claim(batch: &mut Vec<Queued>) -> bool {
         }
     }
     false
+}
+
+/// Answers the commands of `batch` whose request's deadline has passed: unwritten, before any
+/// work is done for them.
+fn answer_expired(batch: &mut Vec<Queued>) {
+    for queued in std::mem::take(batch) {
+        match &queued.deadline {
+            Some(deadline) if deadline.passed() && deadline.expire() => {
+                queued.answer(Err(Expired.into()))
+            }
+            _ => batch.push(queued),
+        }
+    }
 }
 
 /// Answers every command of `batch` with `error`.

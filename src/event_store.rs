@@ -58,14 +58,16 @@ impl EventRepository {
     /// others go through group commit.
     ///
     /// `known`: the states of the rooms the events continue, as the commands decided against
-    /// them; with every one known, the write takes one round trip.
+    /// them (the write then need not read them). `not_after`: a writer takes the events only
+    /// before it (a room batch's earliest deadline), else they are refused unwritten.
     pub async fn append(
         &self,
         events: &[SerializedEvent],
         known: Known,
+        not_after: Option<tokio::time::Instant>,
     ) -> Result<(), PersistenceError> {
         let Ok(key) = idempotency::CURRENT.try_with(Clone::clone) else {
-            return self.batches.write(events.to_vec(), known).await;
+            return self.batches.write(events.to_vec(), known, not_after).await;
         };
         let deadline = Deadline::current();
         if let Some(deadline) = &deadline {
@@ -315,7 +317,7 @@ impl PersistedEventRepository for EventRepository {
         events: &[SerializedEvent],
         _snapshot_update: Option<(String, Value, usize)>,
     ) -> Result<(), PersistenceError> {
-        self.append(events, Known::default()).await
+        self.append(events, Known::default(), None).await
     }
 
     async fn stream_events<A: Aggregate>(

@@ -25,8 +25,10 @@ use crate::read_models::Known;
 
 /// Writers, each with its own transaction in flight: while one commits, the next batch fills.
 const WRITERS: usize = 2;
-/// The most commands in one transaction (a few hundred events, well under a statement's limits).
+/// The most commands in one transaction, and the most events: a command may be a room's batch
+/// of up to 128 commands (`room_batches`), so the events bound the statements' size.
 const MAX_BATCH: usize = 128;
+const MAX_EVENTS: usize = 1_000;
 /// The longest a command waits for a writer: as long as for a pooled connection.
 const MAX_WAIT: Duration = crate::db::ACQUIRE_TIMEOUT;
 
@@ -53,14 +55,20 @@ struct Pending {
     queued: Instant,
     /// The deadline of the command's request: a writer takes the command only before it.
     deadline: Option<Deadline>,
+    /// For a room's batch (whose commands' deadlines its writer holds): a writer takes it only
+    /// before this, the earliest of them.
+    not_after: Option<tokio::time::Instant>,
     done: oneshot::Sender<Result<(), PersistenceError>>,
 }
 
 impl Pending {
     /// Whether a writer may write the command now; if not, it is answered unwritten.
     fn claim<W: Write>(self, writer: &W) -> Option<Self> {
+        let past = |at: &tokio::time::Instant| tokio::time::Instant::now() >= *at;
         let refusal = if self.queued.elapsed() > MAX_WAIT {
             writer.waited_too_long()
+        } else if self.not_after.as_ref().is_some_and(past) {
+            PersistenceError::UnknownError(Box::new(Expired))
         } else {
             match self.deadline.as_ref().map(Deadline::begin_write) {
                 Some(Err(expired)) => PersistenceError::UnknownError(Box::new(expired)),
@@ -84,6 +92,12 @@ impl Pending {
     /// After its batch rolled back, whether the command may still be written alone: not if
     /// its request's deadline passed meanwhile (then it is answered unwritten).
     fn still_claimed(self) -> Option<Self> {
+        if (self.not_after).is_some_and(|at| tokio::time::Instant::now() >= at) {
+            let _ = self
+                .done
+                .send(Err(PersistenceError::UnknownError(Box::new(Expired))));
+            return None;
+        }
         let Some(deadline) = &self.deadline else {
             return Some(self);
         };
@@ -122,11 +136,13 @@ impl GroupCommit {
         Self { queue }
     }
 
-    /// Writes one command's events, with whichever commands queue up beside them.
+    /// Writes one command's events, with whichever commands queue up beside them; `known` and
+    /// `not_after` as [`crate::event_store::EventRepository::append`] takes them.
     pub async fn write(
         &self,
         events: Vec<SerializedEvent>,
         known: Known,
+        not_after: Option<tokio::time::Instant>,
     ) -> Result<(), PersistenceError> {
         let deadline = Deadline::current();
         if deadline.as_ref().is_some_and(Deadline::passed) {
@@ -140,6 +156,7 @@ impl GroupCommit {
             known,
             queued,
             deadline,
+            not_after,
             done,
         }) {
             drop(unsent);
@@ -161,10 +178,14 @@ async fn run<W: Write>(writer: Arc<W>, arrivals: Arc<Mutex<mpsc::UnboundedReceiv
             let Some(first) = arrivals.recv().await else {
                 return;
             };
+            let mut events = first.events.len();
             let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
+            while batch.len() < MAX_BATCH && events < MAX_EVENTS {
                 match arrivals.try_recv() {
-                    Ok(next) => batch.push(next),
+                    Ok(next) => {
+                        events += next.events.len();
+                        batch.push(next);
+                    }
                     Err(_) => break,
                 }
             }

@@ -12,8 +12,8 @@ use tokio::sync::oneshot;
 use crate::commands::CommandError;
 use crate::deadline::Deadline;
 
-/// The most commands of one room decided and appended together (a few hundred events: one
-/// statement's worth, like a group commit's batch).
+/// The most commands of one room decided and appended together (as many as a group commit
+/// takes at once).
 pub const MAX_BATCH: usize = 128;
 
 /// A command waiting for its room's next batch.

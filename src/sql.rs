@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 
 /// A parameter: an array, one element per row (statements use `UNNEST`).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum Arg {
     Texts(Vec<Option<String>>),
     Bools(Vec<Option<bool>>),
@@ -22,7 +22,7 @@ pub enum Arg {
 }
 
 /// A statement and its parameters (`$1`, `$2`, ... in its text).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub struct Statement {
     sql: String,
     args: Vec<Arg>,
