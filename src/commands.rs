@@ -1,5 +1,5 @@
-//! Executing room commands: fresh ids and code draws for new rooms, load-decide-append with
-//! conflict retries for existing ones, and no cancellation.
+//! Executing room commands: fresh ids and code draws for new rooms, load-decide-append in
+//! per-room batches with conflict retries for existing ones, and no cancellation.
 
 use std::collections::HashMap;
 use std::future::Future;
