@@ -142,25 +142,24 @@ async fn project(
         .filter(|event| event.aggregate_type == Room::TYPE)
         .collect();
     let continued = super::continued_rooms(rooms.iter().copied());
+    // The sequence of a room's first event here.
+    let first = |room_id: &str| {
+        (rooms.iter())
+            .find(|event| event.aggregate_id == room_id)
+            .map_or(0, |event| event.sequence)
+    };
     let mut states: HashMap<&str, (i64, Room)> = HashMap::new();
     match rows {
         Rows::Read(conn) => {
             let mut rows = rows_for_update(conn, table, &continued).await?;
             for room_id in continued {
-                let next = rooms
-                    .iter()
-                    .find(|event| event.aggregate_id == room_id)
-                    .map_or(0, |event| event.sequence);
                 let row = rows.remove(room_id);
-                states.insert(room_id, current(conn, row, room_id, next).await?);
+                states.insert(room_id, current(conn, row, room_id, first(room_id)).await?);
             }
         }
         Rows::Known(known) => {
             for room_id in continued {
-                let next = rooms
-                    .iter()
-                    .find(|event| event.aggregate_id == room_id)
-                    .map_or(0, |event| event.sequence);
+                let next = first(room_id);
                 match known.states.get(room_id) {
                     Some((sequence, room)) if *sequence == next - 1 => {
                         states.insert(room_id, (*sequence, room.clone()));
