@@ -1,11 +1,9 @@
 //! Wiring: the pieces of a running service, and serving them until shutdown.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use axum::Router;
 use sqlx::PgPool;
-use tokio::net::TcpListener;
 
 use crate::auth::Tokens;
 use crate::codes::CodeGenerator;
@@ -50,11 +48,4 @@ pub fn build(
 
 /// Serves until `shutdown` completes, then lets requests in flight finish (within
 /// `limits.shutdown_timeout`).
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    limits: Limits,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    http::serve(listener, app, limits, shutdown).await
-}
+pub use crate::http::serve;

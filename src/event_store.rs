@@ -15,7 +15,7 @@ use cqrs_es::persist::{
 use cqrs_es::Aggregate;
 use postgres_es::PostgresEventRepository;
 use serde_json::Value;
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 use crate::db::{self, Tx};
 use crate::deadline::Deadline;
@@ -23,7 +23,7 @@ use crate::group_commit::{GroupCommit, Write};
 use crate::idempotency::{self, KeyBusy, KeyUsed};
 use crate::read_models::{self, StoredEvent};
 use crate::read_models::{Known, Rows};
-use crate::sql::{self, Arg, Statement};
+use crate::sql;
 
 pub struct EventRepository {
     writer: Writer,
@@ -185,7 +185,7 @@ async fn write(
             }
         }
         let written = async {
-            insert_events(events).execute(tx.conn()).await?;
+            insert_events(tx.conn(), events).await?;
             let projections = match handed_over {
                 Some(projections) => projections,
                 None => read_models::apply_all(Rows::Read(tx.conn()), &stored)
@@ -254,21 +254,40 @@ fn stalled(doing: &str, after: Duration) -> sqlx::Error {
 }
 
 /// One statement for all events of the commands, each room's in sequence order.
-fn insert_events(events: &[&SerializedEvent]) -> Statement {
-    let column = |value: fn(&SerializedEvent) -> &str| -> Vec<&str> {
-        events.iter().map(|event| value(event)).collect()
-    };
-    Statement::new(
+async fn insert_events(
+    conn: &mut PgConnection,
+    events: &[&SerializedEvent],
+) -> Result<(), sqlx::Error> {
+    let mut types = Vec::with_capacity(events.len());
+    let mut ids = Vec::with_capacity(events.len());
+    let mut sequences = Vec::with_capacity(events.len());
+    let mut event_types = Vec::with_capacity(events.len());
+    let mut versions = Vec::with_capacity(events.len());
+    let mut payloads = Vec::with_capacity(events.len());
+    let mut metadata = Vec::with_capacity(events.len());
+    for event in events {
+        types.push(event.aggregate_type.as_str());
+        ids.push(event.aggregate_id.as_str());
+        sequences.push(event.sequence as i64);
+        event_types.push(event.event_type.as_str());
+        versions.push(event.event_version.as_str());
+        payloads.push(&event.payload);
+        metadata.push(&event.metadata);
+    }
+    sqlx::query(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[])",
     )
-    .arg(column(|e| &e.aggregate_type))
-    .arg(column(|e| &e.aggregate_id))
-    .arg(events.iter().map(|e| e.sequence as i64).collect::<Vec<_>>())
-    .arg(column(|e| &e.event_type))
-    .arg(column(|e| &e.event_version))
-    .arg(Arg::Jsons(events.iter().map(|e| e.payload.clone()).collect()))
-    .arg(Arg::Jsons(events.iter().map(|e| e.metadata.clone()).collect()))
+    .bind(types)
+    .bind(ids)
+    .bind(sequences)
+    .bind(event_types)
+    .bind(versions)
+    .bind(payloads)
+    .bind(metadata)
+    .execute(conn)
+    .await
+    .map(|_| ())
 }
 
 fn persistence_error(error: sqlx::Error) -> PersistenceError {

@@ -224,6 +224,13 @@ async fn write_batch<W: Write>(writer: &W, batch: Vec<Pending>) {
     // Rooms in one order in every batch: two batches inserting events of the same rooms take
     // the index's locks in the same order, and cannot deadlock on them. (Each room's events
     // stay in sequence order; the relay publishes in commit and position order.)
+    // Moved, not copied: a command written alone after a split reads its rows instead.
+    let mut known = Known::default();
+    for pending in &mut batch {
+        known
+            .states
+            .extend(std::mem::take(&mut pending.known.states));
+    }
     let mut events: Vec<&SerializedEvent> = batch.iter().flat_map(|p| &p.events).collect();
     events.sort_by(|a, b| {
         (&a.aggregate_type, &a.aggregate_id, a.sequence).cmp(&(
@@ -232,12 +239,6 @@ async fn write_batch<W: Write>(writer: &W, batch: Vec<Pending>) {
             b.sequence,
         ))
     });
-    let mut known = Known::default();
-    for pending in &batch {
-        for (room, state) in &pending.known.states {
-            known.states.insert(room.clone(), state.clone());
-        }
-    }
     let written = writer.write(&events, &known).await;
     drop(events);
     match written {

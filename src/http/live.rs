@@ -152,7 +152,7 @@ impl Viewer {
         (status = 400, description = "`Last-Event-ID` or `after` is not a room sequence.", body = Problem, content_type = "application/problem+json"),
         crate::http::problem::Unauthenticated,
         (status = 403, description = "Neither the host nor a joined participant (a waiting pass, or another room's join token).", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No room has this id.", body = Problem, content_type = "application/problem+json"),
+        crate::http::problem::RoomNotFound,
         crate::http::problem::Unavailable,
     )
 )]
@@ -391,7 +391,7 @@ fn send(
         (status = 200, description = "Server-Sent Events: one of `admitted` (data `{participant, joinToken, expiresAt}`), `denied` or `ended` (data `{\"participantId\"}`), then the end.", content_type = "text/event-stream", body = OutcomeEvent),
         crate::http::problem::Unauthenticated,
         (status = 403, description = "Not this participant's waiting pass.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No room has this id.", body = Problem, content_type = "application/problem+json"),
+        crate::http::problem::RoomNotFound,
         crate::http::problem::Unavailable,
     )
 )]

@@ -211,7 +211,7 @@ impl Joined {
         (status = 400, description = "Invalid query parameter.", body = Problem, content_type = "application/problem+json"),
         crate::http::problem::Unauthenticated,
         (status = 403, description = "Neither the host nor a joined participant of this room.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No room has this id.", body = Problem, content_type = "application/problem+json"),
+        crate::http::problem::RoomNotFound,
         crate::http::problem::Unavailable,
     )
 )]
@@ -259,7 +259,7 @@ async fn list_participants(
         (status = 200, description = "The participant, now joined.", body = ParticipantBody),
         crate::http::problem::Unauthenticated,
         (status = 403, description = "The caller is not the room's host.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such room, or no such participant in it.", body = Problem, content_type = "application/problem+json"),
+        crate::http::problem::ParticipantNotFound,
         (status = 409, description = "The room is full.", body = Problem, content_type = "application/problem+json"),
         crate::http::problem::Unavailable,
     )
@@ -286,7 +286,7 @@ async fn admit(
         (status = 200, description = "The participant, now denied (and gone from the room).", body = ParticipantBody),
         crate::http::problem::Unauthenticated,
         (status = 403, description = "The caller is not the room's host.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such room, or no such participant in it.", body = Problem, content_type = "application/problem+json"),
+        crate::http::problem::ParticipantNotFound,
         (status = 409, description = "The participant is not waiting.", body = Problem, content_type = "application/problem+json"),
         crate::http::problem::Unavailable,
     )
@@ -388,7 +388,7 @@ async fn acting_user(
         (status = 400, description = "Invalid query parameter.", body = Problem, content_type = "application/problem+json"),
         crate::http::problem::Unauthenticated,
         (status = 403, description = "Neither the participant nor the room's host; or a block by anyone but the host, or of the host.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such room, or no such participant in it.", body = Problem, content_type = "application/problem+json"),
+        crate::http::problem::ParticipantNotFound,
         crate::http::problem::Unavailable,
     )
 )]
@@ -544,7 +544,7 @@ struct DeniedAll {
             example = json!({"denied": 42})),
         crate::http::problem::Unauthenticated,
         (status = 403, description = "Not the room's host.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No room has this id.", body = Problem, content_type = "application/problem+json"),
+        crate::http::problem::RoomNotFound,
         (status = 409, description = "The room has ended.", body = Problem, content_type = "application/problem+json"),
         crate::http::problem::Unavailable,
     )

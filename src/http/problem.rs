@@ -98,6 +98,18 @@ pub struct Problem<'a> {
 #[allow(dead_code)]
 pub struct Unavailable(Problem<'static>);
 
+/// No room has this id.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 404, content_type = "application/problem+json")]
+#[allow(dead_code)]
+pub struct RoomNotFound(Problem<'static>);
+
+/// No such room, or no such participant in it.
+#[derive(utoipa::IntoResponses)]
+#[response(status = 404, content_type = "application/problem+json")]
+#[allow(dead_code)]
+pub struct ParticipantNotFound(Problem<'static>);
+
 /// The request body did not arrive within BODY_READ_TIMEOUT (the connection is closed).
 #[derive(utoipa::IntoResponses)]
 #[response(status = 408, content_type = "application/problem+json")]

@@ -10,7 +10,8 @@ use neuronmeet::auth::{Claims, Tokens};
 use neuronmeet::codes::{CodeGenerator, SecureCodes};
 use neuronmeet::db;
 use neuronmeet::relay::{self, RelayConfig, RelayStatus};
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::pool::PoolConnection;
+use sqlx::{Connection, PgConnection, PgPool, Postgres};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -749,4 +750,44 @@ pub async fn assert_replay_rebuilds_the_same_rows(db: &PgPool) {
         before,
         "replay rebuilds the same rows"
     );
+}
+
+/// `BEGIN; <sql>` on a connection of the test's own, left open until [`release`].
+pub async fn hold(app: &TestApp, sql: &str) -> PoolConnection<Postgres> {
+    let mut held = app.db.acquire().await.unwrap();
+    sqlx::raw_sql(&format!("BEGIN; {sql}"))
+        .execute(&mut *held)
+        .await
+        .unwrap();
+    held
+}
+
+pub async fn release(mut held: PoolConnection<Postgres>) {
+    sqlx::raw_sql("COMMIT").execute(&mut *held).await.unwrap();
+}
+
+/// A request in a task of its own, with a token of `sub` (none: anonymous) and a JSON `body`:
+/// its status and body.
+pub fn spawn_request(
+    app: &Arc<TestApp>,
+    method: reqwest::Method,
+    path: String,
+    sub: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> tokio::task::JoinHandle<(u16, serde_json::Value)> {
+    let app = Arc::clone(app);
+    let sub = sub.map(str::to_owned);
+    tokio::spawn(async move {
+        let mut request = app.client.request(method, app.url(&path));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        if let Some(sub) = sub {
+            request = request.bearer_auth(app.token(&sub));
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(serde_json::Value::Null);
+        (status, body)
+    })
 }

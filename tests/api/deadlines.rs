@@ -8,47 +8,12 @@ use std::time::Duration;
 use neuronmeet::http::Limits;
 use reqwest::Method;
 use serde_json::{json, Value};
-use sqlx::pool::PoolConnection;
-use sqlx::Postgres;
 
-use crate::common::{eventually, Options, Proxy, TestApp};
+use crate::common::{eventually, hold, release, spawn_request, Options, Proxy, TestApp};
 
 async fn room(app: &TestApp) -> String {
     let room: Value = app.create_room(json!({})).await.json().await.unwrap();
     room["id"].as_str().unwrap().to_owned()
-}
-
-/// `BEGIN; <sql>` on a connection of the test's own, left open.
-async fn hold(app: &TestApp, sql: &str) -> PoolConnection<Postgres> {
-    let mut held = app.db.acquire().await.unwrap();
-    sqlx::raw_sql(&format!("BEGIN; {sql}"))
-        .execute(&mut *held)
-        .await
-        .unwrap();
-    held
-}
-
-async fn release(mut held: PoolConnection<Postgres>) {
-    sqlx::raw_sql("COMMIT").execute(&mut *held).await.unwrap();
-}
-
-fn send(
-    app: &Arc<TestApp>,
-    method: Method,
-    path: String,
-    sub: Option<&'static str>,
-    body: Value,
-) -> tokio::task::JoinHandle<(u16, Value)> {
-    let app = Arc::clone(app);
-    tokio::spawn(async move {
-        let mut request = app.client.request(method, app.url(&path)).json(&body);
-        if let Some(sub) = sub {
-            request = request.bearer_auth(app.token(sub));
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
-    })
 }
 
 /// A join that waits for its room's turn past its deadline is answered 503 and never written,
@@ -71,20 +36,20 @@ async fn a_request_answered_503_at_its_deadline_is_never_written() {
     let (id, code) = (room["id"].as_str().unwrap(), room["code"].as_str().unwrap());
     let held = hold(&app, "LOCK TABLE events IN EXCLUSIVE MODE").await;
     let settings = format!("/rooms/{id}/settings");
-    let lock = send(
+    let lock = spawn_request(
         &app,
         Method::PATCH,
         settings.clone(),
         Some("user-1"),
-        json!({"isLocked": true}),
+        Some(json!({"isLocked": true})),
     );
     assert!(eventually(|| async { app.waiting_on_locks().await >= 1 }).await);
-    let join = send(
+    let join = spawn_request(
         &app,
         Method::POST,
         format!("/rooms/code/{code}/join"),
         None,
-        json!({"displayName": "Grace"}),
+        Some(json!({"displayName": "Grace"})),
     );
     let (status, problem) = join.await.unwrap();
     assert_eq!(status, 503, "{problem}");
@@ -95,12 +60,12 @@ async fn a_request_answered_503_at_its_deadline_is_never_written() {
     assert_eq!(locked["isLocked"], true);
     // A later command on the room takes its turn after the join's: once it is answered, the
     // join has had its chance to be written.
-    let (status, _) = send(
+    let (status, _) = spawn_request(
         &app,
         Method::PATCH,
         settings,
         Some("user-1"),
-        json!({"allowChat": false}),
+        Some(json!({"allowChat": false})),
     )
     .await
     .unwrap();
@@ -136,12 +101,12 @@ async fn a_join_answered_503_under_a_stalled_database_is_never_listed() {
     // The join's write waits on this lock (the test's own connection, not through the proxy);
     // the database then stops answering the service, and the lock goes.
     let held = hold(&app, "LOCK TABLE events IN EXCLUSIVE MODE").await;
-    let join = send(
+    let join = spawn_request(
         &app,
         Method::POST,
         format!("/rooms/code/{code}/join"),
         None,
-        json!({"displayName": "Grace"}),
+        Some(json!({"displayName": "Grace"})),
     );
     assert!(eventually(|| async { app.waiting_on_locks().await >= 1 }).await);
     proxy.stall();
@@ -173,23 +138,23 @@ async fn a_stuck_transaction_fails_only_the_commands_on_its_rooms() {
     let stuck: Vec<_> = [&a, &b]
         .into_iter()
         .map(|id| {
-            send(
+            spawn_request(
                 &app,
                 Method::PATCH,
                 format!("/rooms/{id}/settings"),
                 Some("user-1"),
-                json!({"isLocked": true}),
+                Some(json!({"isLocked": true})),
             )
         })
         .collect();
     let creates: Vec<_> = (0..5)
         .map(|_| {
-            send(
+            spawn_request(
                 &app,
                 Method::POST,
                 "/rooms".into(),
                 Some("user-1"),
-                json!({}),
+                Some(json!({})),
             )
         })
         .collect();
@@ -232,12 +197,12 @@ async fn an_error_of_one_command_in_a_batch_fails_only_that_command() {
     // One command blocks each writer; the two PATCHes then queue up as one batch.
     let blockers: Vec<_> = (1..=2)
         .map(|_| {
-            send(
+            spawn_request(
                 &app,
                 Method::POST,
                 "/rooms".into(),
                 Some("user-1"),
-                json!({}),
+                Some(json!({})),
             )
         })
         .collect();
@@ -245,12 +210,12 @@ async fn an_error_of_one_command_in_a_batch_fails_only_that_command() {
     let patches: Vec<_> = [&good, &bad]
         .into_iter()
         .map(|id| {
-            send(
+            spawn_request(
                 &app,
                 Method::PATCH,
                 format!("/rooms/{id}/settings"),
                 Some("user-1"),
-                json!({"allowChat": false}),
+                Some(json!({"allowChat": false})),
             )
         })
         .collect();

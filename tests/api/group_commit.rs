@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use sqlx::pool::PoolConnection;
 use sqlx::Postgres;
 
-use crate::common::{eventually, NatsServer, Options, Proxy, TestApp};
+use crate::common::{eventually, hold, release, NatsServer, Options, Proxy, TestApp};
 
 /// The code this generator's first and fifth draws give. The test's draws: room X (the
 /// first), room Y, the two creates that block the writers, then the queued creates: the first
@@ -47,16 +47,7 @@ pub fn patient() -> Options {
 
 /// Holds `LOCK TABLE events` in an open transaction: every insert of events waits.
 pub async fn hold_inserts(app: &TestApp) -> PoolConnection<Postgres> {
-    let mut lock = app.db.acquire().await.unwrap();
-    sqlx::raw_sql("BEGIN; LOCK TABLE events IN EXCLUSIVE MODE")
-        .execute(&mut *lock)
-        .await
-        .unwrap();
-    lock
-}
-
-pub async fn release(mut lock: PoolConnection<Postgres>) {
-    sqlx::raw_sql("COMMIT").execute(&mut *lock).await.unwrap();
+    hold(app, "LOCK TABLE events IN EXCLUSIVE MODE").await
 }
 
 /// The value of an unlabelled metric, 0 when absent.

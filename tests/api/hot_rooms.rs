@@ -8,8 +8,8 @@ use std::sync::Arc;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::common::{eventually, NatsServer, Options, TestApp};
-use crate::group_commit::{hold_inserts, metric, patient, release};
+use crate::common::{eventually, release, spawn_request, NatsServer, Options, TestApp};
+use crate::group_commit::{hold_inserts, metric, patient};
 
 /// A command sent in a task of its own: its status and problem type (empty for a 2xx).
 type Sent = tokio::task::JoinHandle<(u16, String)>;
@@ -21,28 +21,12 @@ fn send(
     sub: String,
     body: Option<Value>,
 ) -> Sent {
-    let sent = send_for_body(app, method, path, sub, body);
+    let sent = spawn_request(app, method, path, Some(&sub), body);
     tokio::spawn(async move {
         let (status, body) = sent.await.unwrap();
         let kind = body["type"].as_str().unwrap_or_default();
         let kind = kind.rsplit('/').next().unwrap_or_default().to_owned();
         (status, kind)
-    })
-}
-
-/// A command sent in a task of its own: its status and body.
-fn send_for_body(
-    app: &Arc<TestApp>,
-    method: Method,
-    path: String,
-    sub: String,
-    body: Option<Value>,
-) -> tokio::task::JoinHandle<(u16, Value)> {
-    let app = Arc::clone(app);
-    tokio::spawn(async move {
-        let response = app.call(method, &path, &sub, body).await;
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
     })
 }
 
@@ -130,8 +114,15 @@ async fn a_crowd_joining_one_room_is_decided_in_one_batch_and_the_limit_holds() 
     let app = Arc::new(TestApp::spawn_with(patient()).await);
     let room = new_room(&app, json!({"maxParticipants": 100})).await;
     let path = format!("/rooms/code/{}/join", room["code"].as_str().unwrap());
-    let join =
-        |n: usize| send_for_body(&app, Method::POST, path.clone(), format!("user-{n}"), None);
+    let join = |n: usize| {
+        spawn_request(
+            &app,
+            Method::POST,
+            path.clone(),
+            Some(&format!("user-{n}")),
+            None,
+        )
+    };
     let lock = hold_inserts(&app).await;
     let first = join(0);
     assert!(eventually(|| async { app.waiting_on_locks().await >= 1 }).await);

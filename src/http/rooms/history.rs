@@ -35,7 +35,7 @@ use crate::http::{ApiError, AppState};
         (status = 400, description = "Invalid query parameter, each named in `errors`.", body = Problem, content_type = "application/problem+json"),
         crate::http::problem::Unauthenticated,
         (status = 403, description = "The caller is not the room's host.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No room has this id.", body = Problem, content_type = "application/problem+json"),
+        crate::http::problem::RoomNotFound,
         crate::http::problem::Unavailable,
     )
 )]

@@ -26,7 +26,7 @@ use crate::http::{request_id, ApiError, AppState};
         (status = 200, description = "The ended room, as GET /rooms/{id} returns it.", body = FullRoom),
         crate::http::problem::Unauthenticated,
         (status = 403, description = "The caller is not the room's host.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No room has this id.", body = Problem, content_type = "application/problem+json"),
+        crate::http::problem::RoomNotFound,
         (status = 409, description = "The room changed too often concurrently; retry.", body = Problem, content_type = "application/problem+json"),
         crate::http::problem::Unavailable,
     )

@@ -23,7 +23,7 @@ use crate::read_models::rooms;
     responses(
         (status = 200, description = "The room.", body = FullRoom),
         crate::http::problem::Unauthenticated,
-        (status = 404, description = "No room has this id.", body = Problem, content_type = "application/problem+json"),
+        crate::http::problem::RoomNotFound,
         crate::http::problem::Unavailable,
     )
 )]

@@ -34,7 +34,7 @@ use crate::http::{request_id, ApiError, AppState};
             body = Problem, content_type = "application/problem+json"),
         crate::http::problem::Unauthenticated,
         (status = 403, description = "The caller is not the room's host.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No room has this id.", body = Problem, content_type = "application/problem+json"),
+        crate::http::problem::RoomNotFound,
         (status = 409, description = "The room has ended, or changed too often concurrently.", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body larger than 16 KiB.", body = Problem, content_type = "application/problem+json"),
         crate::http::problem::SlowBody,
