@@ -165,7 +165,8 @@ def wrk(base, token, connections, script="create_room.lua", url_path="/rooms", d
     out = subprocess.run(
         ["wrk", "-t", threads, "-c", str(connections), "-d", f"{duration or DURATION}s", "--timeout", "10s",
          "-s", str(HERE / script), base + url_path],
-        env=dict(os.environ, BENCH_TOKEN=token, **(env or {})), check=True, capture_output=True, text=True).stdout
+        env=dict(os.environ, BENCH_TOKEN=token, BENCH_LUA_DIR=str(HERE), **(env or {})), check=True,
+        capture_output=True, text=True).stdout
     line = next(l for l in out.splitlines() if l.startswith("BENCH_JSON "))
     result = json.loads(line[len("BENCH_JSON "):])
     result["rps"] = round(result[good] / (result["duration_us"] / 1e6), 1)

@@ -1,6 +1,6 @@
 -- wrk script: POST /rooms/code/{code}/join by signed-in users, each request a different user,
--- on random rooms among pre-created ones. Prints a JSON summary line at the end, in the format
--- of patch_settings.lua (`ok` counts the 201s).
+-- on random rooms among pre-created ones. Prints a JSON summary line at the end (tally.lua; `ok`
+-- counts the 201s).
 -- The room codes come from the file BENCH_ROOMS_FILE, the user tokens (one user each, minted by
 -- bench.py) from BENCH_TOKENS_FILE, one per line. Thread t of BENCH_THREADS takes the tokens
 -- t, t + BENCH_THREADS, ... in order, so no two requests carry the same user; when a thread has
@@ -14,15 +14,17 @@ local rooms = {}
 local tokens = {}
 local next_token = 1
 
-ok = 0
-others = 0
 wraps = 0
-statuses = {}
-local threads = {}
+expected = 201
+dofile(os.getenv("BENCH_LUA_DIR") .. "/tally.lua")
 
-function setup(thread)
-  table.insert(threads, thread)
-  thread:set("thread_number", #threads)
+-- The summary's `token_wraps`: how often a thread started its tokens again.
+function more_fields(threads)
+  local total = 0
+  for _, thread in ipairs(threads) do
+    total = total + thread:get("wraps")
+  end
+  return string.format('"token_wraps": %d, ', total)
 end
 
 function init(args)
@@ -51,37 +53,4 @@ function request()
   next_token = next_token + 1
   local code = rooms[math.random(#rooms)]
   return wrk.format("POST", "/rooms/code/" .. code .. "/join", { ["Authorization"] = token }, nil)
-end
-
-function response(status, headers, body)
-  if status == 201 then
-    ok = ok + 1
-  else
-    others = others + 1
-    statuses[tostring(status)] = (statuses[tostring(status)] or 0) + 1
-  end
-end
-
-function done(summary, latency, requests)
-  local ok_total, others_total, wraps_total, by_status = 0, 0, 0, {}
-  for _, thread in ipairs(threads) do
-    ok_total = ok_total + thread:get("ok")
-    others_total = others_total + thread:get("others")
-    wraps_total = wraps_total + thread:get("wraps")
-    for status, count in pairs(thread:get("statuses")) do
-      by_status[status] = (by_status[status] or 0) + count
-    end
-  end
-  local parts = {}
-  for status, count in pairs(by_status) do
-    table.insert(parts, string.format('"%s": %d', status, count))
-  end
-  local e = summary.errors
-  io.write(string.format(
-    'BENCH_JSON {"requests": %d, "duration_us": %d, "ok": %d, "non_201": %d, ' ..
-    '"non_201_by_status": {%s}, "token_wraps": %d, "socket_errors": %d, "timeouts": %d, ' ..
-    '"p50_us": %d, "p99_us": %d, "max_us": %d}\n',
-    summary.requests, summary.duration, ok_total, others_total, table.concat(parts, ", "),
-    wraps_total, e.connect + e.read + e.write, e.timeout,
-    latency:percentile(50), latency:percentile(99), latency.max))
 end
