@@ -791,3 +791,18 @@ pub fn spawn_request(
         (status, body)
     })
 }
+
+/// A request with a bearer token (a join token, say) instead of a user's.
+pub async fn with_token(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+) -> reqwest::Response {
+    app.client
+        .request(method, app.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}

@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::common::TestApp;
+use crate::common::{with_token, TestApp};
 
 /// The claims of a token signed with the tests' secret, whatever its audience.
 fn claims_of(token: &str) -> Value {
@@ -41,15 +41,6 @@ async fn knock(app: &TestApp) -> (Value, Value) {
     (room, response.json().await.unwrap())
 }
 
-async fn with_bearer(app: &TestApp, method: Method, path: &str, token: &str) -> reqwest::Response {
-    app.client
-        .request(method, app.url(path))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_knock_gets_a_waiting_pass_and_the_join_token_comes_once_admitted() {
     let app = TestApp::spawn().await;
@@ -63,7 +54,7 @@ async fn a_knock_gets_a_waiting_pass_and_the_join_token_comes_once_admitted() {
     assert_eq!(claims["room"], room["id"]);
 
     let me = format!("/rooms/{}/participants/{pid}", room["id"].as_str().unwrap());
-    let waiting: Value = with_bearer(&app, Method::GET, &me, pass)
+    let waiting: Value = with_token(&app, Method::GET, &me, pass)
         .await
         .json()
         .await
@@ -79,7 +70,7 @@ async fn a_knock_gets_a_waiting_pass_and_the_join_token_comes_once_admitted() {
             .status(),
         200
     );
-    let admitted: Value = with_bearer(&app, Method::GET, &me, pass)
+    let admitted: Value = with_token(&app, Method::GET, &me, pass)
         .await
         .json()
         .await
@@ -92,7 +83,7 @@ async fn a_knock_gets_a_waiting_pass_and_the_join_token_comes_once_admitted() {
     // The join token opens what a joined participant may see.
     let list = format!("/rooms/{}/participants", room["id"].as_str().unwrap());
     assert_eq!(
-        with_bearer(&app, Method::GET, &list, token).await.status(),
+        with_token(&app, Method::GET, &list, token).await.status(),
         200
     );
     // Others see the participant, without anyone's credential.
@@ -137,9 +128,7 @@ async fn a_waiting_pass_is_refused_everywhere_else() {
                 .replace("{pid}", pid)
                 .replace("{code}", code);
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
-            let status = with_bearer(&app, method.clone(), &path, pass)
-                .await
-                .status();
+            let status = with_token(&app, method.clone(), &path, pass).await.status();
             assert!(
                 status == 401 || status == 403,
                 "{method} {path} answered {status} to a waiting pass"
@@ -150,7 +139,7 @@ async fn a_waiting_pass_is_refused_everywhere_else() {
     assert!(tried >= 10, "only {tried} operations tried");
     // Still waiting: nothing the pass was refused did anything.
     let me = format!("/rooms/{id}/participants/{pid}");
-    let mine: Value = with_bearer(&app, Method::GET, &me, pass)
+    let mine: Value = with_token(&app, Method::GET, &me, pass)
         .await
         .json()
         .await
@@ -173,18 +162,18 @@ async fn a_waiting_pass_is_refused_everywhere_else() {
         host["participant"]["id"].as_str().unwrap()
     );
     assert_eq!(
-        with_bearer(&app, Method::GET, &other, pass).await.status(),
+        with_token(&app, Method::GET, &other, pass).await.status(),
         403
     );
     assert_eq!(
-        with_bearer(&app, Method::DELETE, &other, pass)
+        with_token(&app, Method::DELETE, &other, pass)
             .await
             .status(),
         403
     );
     // And the way out.
     assert_eq!(
-        with_bearer(&app, Method::DELETE, &me, pass).await.status(),
+        with_token(&app, Method::DELETE, &me, pass).await.status(),
         204
     );
     assert_eq!(

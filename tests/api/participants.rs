@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::common::{self, NatsServer, Options, TestApp};
+use crate::common::{self, with_token, NatsServer, Options, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -52,16 +52,6 @@ async fn join_as_guest(app: &TestApp, room: &Value, body: Value) -> reqwest::Res
     app.client
         .post(app.url(&format!("/rooms/code/{}/join", code(room))))
         .json(&body)
-        .send()
-        .await
-        .unwrap()
-}
-
-/// A request with a bearer token (a join token, say) instead of a user's.
-async fn with_token(app: &TestApp, method: Method, path: &str, token: &str) -> reqwest::Response {
-    app.client
-        .request(method, app.url(path))
-        .bearer_auth(token)
         .send()
         .await
         .unwrap()
