@@ -18,7 +18,9 @@ pub enum Arg {
     Int4s(Vec<Option<i32>>),
     Int8s(Vec<Option<i64>>),
     Times(Vec<Option<DateTime<Utc>>>),
-    Jsons(Vec<serde_json::Value>),
+    /// JSON documents as text (serialized once, straight from their types), for a `jsonb[]`
+    /// parameter.
+    JsonTexts(Vec<String>),
 }
 
 /// A statement and its parameters (`$1`, `$2`, ... in its text).
@@ -52,7 +54,7 @@ impl Statement {
                 Arg::Int4s(values) => query.bind(values),
                 Arg::Int8s(values) => query.bind(values),
                 Arg::Times(values) => query.bind(values),
-                Arg::Jsons(values) => query.bind(values),
+                Arg::JsonTexts(values) => query.bind(values),
             };
         }
         query.execute(conn).await.map(drop)

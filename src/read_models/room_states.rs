@@ -182,7 +182,7 @@ async fn project(
     for (id, (sequence, room)) in states {
         ids.push(id);
         sequences.push(sequence);
-        rooms.push(serde_json::to_value(room).map_err(|e| sqlx::Error::Decode(Box::new(e)))?);
+        rooms.push(serde_json::to_string(&room).map_err(|e| sqlx::Error::Decode(Box::new(e)))?);
     }
     Ok(Some(vec![Statement::new(format!(
         "INSERT INTO {table} (room_id, sequence, state) \
@@ -191,7 +191,7 @@ async fn project(
     ))
     .arg(ids)
     .arg(sequences)
-    .arg(crate::sql::Arg::Jsons(rooms))]))
+    .arg(crate::sql::Arg::JsonTexts(rooms))]))
 }
 
 /// The rows of `room_ids` in `table`, locked (in id order, as every batch locks them).
