@@ -206,28 +206,14 @@ impl RoomCommands {
                 Ok(decided) => decided,
                 Err(error) => return answer_each(batch, error),
             };
-            if !claim(&mut batch) {
-                continue;
-            }
-            // A writer takes the batch only before the earliest of its commands' deadlines.
-            let not_after = (batch.iter())
-                .filter_map(|queued| queued.deadline.as_ref().map(Deadline::at))
-                .min();
+            // The writer claims the batch's deadlines (all, or none and it is decided again).
+            let deadlines = (batch.iter())
+                .filter_map(|queued| queued.deadline.clone())
+                .collect();
             let written = match events.is_empty() {
                 true => Ok(()),
-                false => self.append(&events, known, not_after).await,
+                false => self.append(&events, known, deadlines).await,
             };
-            let unwritten = match &written {
-                Ok(()) => false,
-                // Perhaps written (a connection lost during COMMIT), unless it never began.
-                Err(CommandError::Unavailable(cause)) => db::is_pool_timeout(cause.as_ref()),
-                Err(_) => true,
-            };
-            for queued in &batch {
-                if let Some(deadline) = &queued.deadline {
-                    deadline.end_write(unwritten);
-                }
-            }
             match written {
                 Ok(()) => {
                     for (queued, outcome) in batch.into_iter().zip(outcomes) {
@@ -292,17 +278,17 @@ impl RoomCommands {
     }
 
     /// Appends a room's batch (through group commit, with other rooms' commands), if a writer
-    /// takes it before `not_after`.
+    /// takes it before its commands' `deadlines`.
     async fn append(
         &self,
         events: &[SerializedEvent],
         known: Known,
-        not_after: Option<tokio::time::Instant>,
+        deadlines: Vec<Deadline>,
     ) -> Result<(), CommandError> {
         let appended = match &self.queues {
-            Some(_) => self.repository.append(events, known, not_after).await,
+            Some(_) => self.repository.append(events, known, deadlines).await,
             // Without batches, as a plain composition: each command in a transaction of its own.
-            None => self.repository.append_alone(events, known).await,
+            None => self.repository.append_alone(events, known, deadlines).await,
         };
         appended.map_err(from_persistence)
     }
@@ -433,7 +419,7 @@ impl RoomCommands {
             .collect::<Result<Vec<_>, _>>()?;
         // A new room continues no row: its write reads nothing.
         self.repository
-            .append(&serialized, Known::default(), None)
+            .append(&serialized, Known::default(), Deadline::current().into_iter().collect())
             .await
             .map_err(from_persistence)?;
         Ok(events)
@@ -454,33 +440,6 @@ fn serialize(
         metadata: metadata.clone(),
     })
     .map_err(|error| CommandError::Failed(Box::new(error)))
-}
-
-/// Claims each command of a decided batch for its write: from now on its request waits for the
-/// outcome. A command whose request's deadline passed meanwhile is answered unwritten and
-/// taken out; the others are then released, to be decided again without it (false).
-fn claim(batch: &mut Vec<Queued>) -> bool {
-    let expired: Vec<bool> = batch
-        .iter()
-        .map(|queued| {
-            (queued.deadline.as_ref()).is_some_and(|deadline| deadline.begin_write().is_err())
-        })
-        .collect();
-    if !expired.contains(&true) {
-        return true;
-    }
-    for (queued, expired) in std::mem::take(batch).into_iter().zip(expired) {
-        match (expired, &queued.deadline) {
-            (true, _) => queued.answer(Err(Expired.into())),
-            (false, deadline) => {
-                if let Some(deadline) = deadline {
-                    deadline.end_write(true);
-                }
-                batch.push(queued);
-            }
-        }
-    }
-    false
 }
 
 /// Answers the commands of `batch` whose request's deadline has passed: unwritten, before any

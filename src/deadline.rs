@@ -91,6 +91,25 @@ impl Deadline {
     }
 }
 
+/// Claims every one of `deadlines` for a write, or none: past one of them, those claimed
+/// already are released, and the write must not happen.
+pub fn begin_writes(deadlines: &[Deadline]) -> Result<(), Expired> {
+    for (claimed, deadline) in deadlines.iter().enumerate() {
+        if let Err(expired) = deadline.begin_write() {
+            end_writes(&deadlines[..claimed], true);
+            return Err(expired);
+        }
+    }
+    Ok(())
+}
+
+/// Ends the write of each of `deadlines` (see [`Deadline::end_write`]).
+pub fn end_writes(deadlines: &[Deadline], unwritten: bool) {
+    for deadline in deadlines {
+        deadline.end_write(unwritten);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,6 +137,20 @@ mod tests {
             !deadline.expire(),
             "written: the request waits for the outcome"
         );
+    }
+
+    #[test]
+    fn a_write_of_several_claims_all_or_none() {
+        let later = Instant::now() + Duration::from_secs(60);
+        let open = [Deadline::new(later), Deadline::new(later)];
+        let past = Deadline::new(Instant::now());
+        let mixed = [open[0].clone(), past, open[1].clone()];
+        assert!(begin_writes(&mixed).is_err());
+        assert!(open.iter().all(Deadline::expire), "released, and expirable again");
+        let fresh = [Deadline::new(later), Deadline::new(later)];
+        begin_writes(&fresh).unwrap();
+        end_writes(&fresh, false);
+        assert!(!fresh.iter().any(Deadline::expire), "written: never expired");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 
 use crate::db::{self, Tx};
-use crate::deadline::Deadline;
+use crate::deadline::{self, Deadline};
 use crate::group_commit::{GroupCommit, Write};
 use crate::idempotency::{self, KeyBusy, KeyUsed};
 use crate::read_models::{self, StoredEvent};
@@ -58,28 +58,19 @@ impl EventRepository {
     /// others go through group commit.
     ///
     /// `known`: the states of the rooms the events continue, as the commands decided against
-    /// them (the write then need not read them). `not_after`: a writer takes the events only
-    /// before it (a room batch's earliest deadline), else they are refused unwritten.
+    /// them (the write then need not read them). `deadlines`: those of the requests whose
+    /// commands made the events; a writer takes the events only before every one of them (and
+    /// claims them all for the write), else they are refused unwritten.
     pub async fn append(
         &self,
         events: &[SerializedEvent],
         known: Known,
-        not_after: Option<tokio::time::Instant>,
+        deadlines: Vec<Deadline>,
     ) -> Result<(), PersistenceError> {
-        let Ok(key) = idempotency::CURRENT.try_with(Clone::clone) else {
-            return self.batches.write(events.to_vec(), known, not_after).await;
-        };
-        let deadline = Deadline::current();
-        if let Some(deadline) = &deadline {
-            deadline
-                .begin_write()
-                .map_err(|expired| PersistenceError::UnknownError(Box::new(expired)))?;
+        match idempotency::CURRENT.try_with(Clone::clone) {
+            Ok(key) => claimed(&deadlines, self.insert_keyed(events, &key)).await,
+            Err(_) => self.batches.write(events.to_vec(), known, deadlines).await,
         }
-        let written = self.insert_keyed(events, &key).await;
-        if let Some(deadline) = &deadline {
-            deadline.end_write(crate::group_commit::rolled_back(&written));
-        }
-        written
     }
 
     /// Appends in a transaction of its own, never batched with other commands: what a plain
@@ -88,10 +79,10 @@ impl EventRepository {
         &self,
         events: &[SerializedEvent],
         known: Known,
+        deadlines: Vec<Deadline>,
     ) -> Result<(), PersistenceError> {
-        self.writer
-            .write(&events.iter().collect::<Vec<_>>(), &known)
-            .await
+        let events: Vec<&SerializedEvent> = events.iter().collect();
+        claimed(&deadlines, self.writer.write(&events, &known)).await
     }
 
     async fn insert_keyed(
@@ -102,6 +93,18 @@ impl EventRepository {
         let events: Vec<&SerializedEvent> = events.iter().collect();
         write(&self.writer, &events, &Known::default(), Some(key)).await
     }
+}
+
+/// `write` with `deadlines` claimed (all or none) until its outcome is known.
+async fn claimed(
+    deadlines: &[Deadline],
+    write: impl std::future::Future<Output = Result<(), PersistenceError>>,
+) -> Result<(), PersistenceError> {
+    deadline::begin_writes(deadlines)
+        .map_err(|expired| PersistenceError::UnknownError(Box::new(expired)))?;
+    let written = write.await;
+    deadline::end_writes(deadlines, crate::group_commit::rolled_back(&written));
+    written
 }
 
 /// Writes batches of commands (group commit): each batch in one transaction of its own.
@@ -336,7 +339,8 @@ impl PersistedEventRepository for EventRepository {
         events: &[SerializedEvent],
         _snapshot_update: Option<(String, Value, usize)>,
     ) -> Result<(), PersistenceError> {
-        self.append(events, Known::default(), None).await
+        self.append(events, Known::default(), Deadline::current().into_iter().collect())
+            .await
     }
 
     async fn stream_events<A: Aggregate>(

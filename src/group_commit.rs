@@ -20,7 +20,7 @@ use cqrs_es::persist::{PersistenceError, SerializedEvent};
 use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use crate::deadline::{Deadline, Expired};
+use crate::deadline::{self, Deadline, Expired};
 use crate::read_models::Known;
 
 /// Writers, each with its own transaction in flight: while one commits, the next batch fills.
@@ -53,26 +53,21 @@ struct Pending {
     events: Vec<SerializedEvent>,
     known: Known,
     queued: Instant,
-    /// The deadline of the command's request: a writer takes the command only before it.
-    deadline: Option<Deadline>,
-    /// For a room's batch (whose commands' deadlines its writer holds): a writer takes it only
-    /// before this, the earliest of them.
-    not_after: Option<tokio::time::Instant>,
+    /// The deadlines of the command's requests (one, or a room batch's): a writer takes the
+    /// command only before every one of them.
+    deadlines: Vec<Deadline>,
     done: oneshot::Sender<Result<(), PersistenceError>>,
 }
 
 impl Pending {
     /// Whether a writer may write the command now; if not, it is answered unwritten.
     fn claim<W: Write>(self, writer: &W) -> Option<Self> {
-        let past = |at: &tokio::time::Instant| tokio::time::Instant::now() >= *at;
         let refusal = if self.queued.elapsed() > MAX_WAIT {
             writer.waited_too_long()
-        } else if self.not_after.as_ref().is_some_and(past) {
-            PersistenceError::UnknownError(Box::new(Expired))
         } else {
-            match self.deadline.as_ref().map(Deadline::begin_write) {
-                Some(Err(expired)) => PersistenceError::UnknownError(Box::new(expired)),
-                _ => return Some(self),
+            match deadline::begin_writes(&self.deadlines) {
+                Ok(()) => return Some(self),
+                Err(expired) => PersistenceError::UnknownError(Box::new(expired)),
             }
         };
         let _ = self.done.send(Err(refusal));
@@ -83,26 +78,15 @@ impl Pending {
     /// command rolled back may be decided and written again, and one written (or perhaps
     /// written: a lost connection) is never answered as expired.
     fn answer(self, outcome: Result<(), PersistenceError>) {
-        if let Some(deadline) = &self.deadline {
-            deadline.end_write(rolled_back(&outcome));
-        }
+        deadline::end_writes(&self.deadlines, rolled_back(&outcome));
         let _ = self.done.send(outcome);
     }
 
     /// After its batch rolled back, whether the command may still be written alone: not if
-    /// its request's deadline passed meanwhile (then it is answered unwritten).
+    /// a request's deadline passed meanwhile (then it is answered unwritten).
     fn still_claimed(self) -> Option<Self> {
-        if (self.not_after).is_some_and(|at| tokio::time::Instant::now() >= at) {
-            let _ = self
-                .done
-                .send(Err(PersistenceError::UnknownError(Box::new(Expired))));
-            return None;
-        }
-        let Some(deadline) = &self.deadline else {
-            return Some(self);
-        };
-        deadline.end_write(true);
-        match deadline.begin_write() {
+        deadline::end_writes(&self.deadlines, true);
+        match deadline::begin_writes(&self.deadlines) {
             Ok(()) => Some(self),
             Err(expired) => {
                 let _ = self
@@ -137,15 +121,14 @@ impl GroupCommit {
     }
 
     /// Writes one command's events, with whichever commands queue up beside them; `known` and
-    /// `not_after` as [`crate::event_store::EventRepository::append`] takes them.
+    /// `deadlines` as [`crate::event_store::EventRepository::append`] takes them.
     pub async fn write(
         &self,
         events: Vec<SerializedEvent>,
         known: Known,
-        not_after: Option<tokio::time::Instant>,
+        deadlines: Vec<Deadline>,
     ) -> Result<(), PersistenceError> {
-        let deadline = Deadline::current();
-        if deadline.as_ref().is_some_and(Deadline::passed) {
+        if deadlines.iter().any(Deadline::passed) {
             return Err(PersistenceError::UnknownError(Box::new(Expired)));
         }
         let (done, outcome) = oneshot::channel();
@@ -155,8 +138,7 @@ impl GroupCommit {
             events,
             known,
             queued,
-            deadline,
-            not_after,
+            deadlines,
             done,
         }) {
             drop(unsent);
