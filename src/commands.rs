@@ -419,7 +419,11 @@ impl RoomCommands {
             .collect::<Result<Vec<_>, _>>()?;
         // A new room continues no row: its write reads nothing.
         self.repository
-            .append(&serialized, Known::default(), Deadline::current().into_iter().collect())
+            .append(
+                &serialized,
+                Known::default(),
+                Deadline::current().into_iter().collect(),
+            )
             .await
             .map_err(from_persistence)?;
         Ok(events)

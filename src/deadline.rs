@@ -146,11 +146,17 @@ mod tests {
         let past = Deadline::new(Instant::now());
         let mixed = [open[0].clone(), past, open[1].clone()];
         assert!(begin_writes(&mixed).is_err());
-        assert!(open.iter().all(Deadline::expire), "released, and expirable again");
+        assert!(
+            open.iter().all(Deadline::expire),
+            "released, and expirable again"
+        );
         let fresh = [Deadline::new(later), Deadline::new(later)];
         begin_writes(&fresh).unwrap();
         end_writes(&fresh, false);
-        assert!(!fresh.iter().any(Deadline::expire), "written: never expired");
+        assert!(
+            !fresh.iter().any(Deadline::expire),
+            "written: never expired"
+        );
     }
 
     #[test]

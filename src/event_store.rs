@@ -339,8 +339,12 @@ impl PersistedEventRepository for EventRepository {
         events: &[SerializedEvent],
         _snapshot_update: Option<(String, Value, usize)>,
     ) -> Result<(), PersistenceError> {
-        self.append(events, Known::default(), Deadline::current().into_iter().collect())
-            .await
+        self.append(
+            events,
+            Known::default(),
+            Deadline::current().into_iter().collect(),
+        )
+        .await
     }
 
     async fn stream_events<A: Aggregate>(
