@@ -5,6 +5,7 @@
 //! projections in ONE transaction: the read model can never miss a committed event, and the
 //! unique room code is enforced by a constraint inside that same transaction.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aggregates::Room;
@@ -15,7 +16,7 @@ use cqrs_es::persist::{
 use cqrs_es::Aggregate;
 use postgres_es::PostgresEventRepository;
 use serde_json::Value;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 
 use crate::db::{self, Tx};
 use crate::deadline::{self, Deadline};
@@ -24,6 +25,7 @@ use crate::idempotency::{self, KeyBusy, KeyUsed};
 use crate::read_models::{self, StoredEvent};
 use crate::read_models::{Known, Rows};
 use crate::sql;
+use crate::write_connections::{self, WriteConnections};
 
 pub struct EventRepository {
     writer: Writer,
@@ -38,7 +40,11 @@ impl EventRepository {
     /// Starts its writers on the current tokio runtime; their lock waits end after
     /// `lock_timeout`.
     pub fn new(pool: PgPool, lock_timeout: Duration) -> Self {
-        let writer = Writer { pool, lock_timeout };
+        let writer = Writer {
+            connections: Arc::new(WriteConnections::like(&pool)),
+            pool,
+            lock_timeout,
+        };
         Self {
             reads: PostgresEventRepository::new(writer.pool.clone()),
             batches: GroupCommit::start(writer.clone()),
@@ -111,6 +117,8 @@ async fn claimed(
 #[derive(Clone)]
 struct Writer {
     pool: PgPool,
+    /// For the writes that read nothing: one pipeline, then COMMIT.
+    connections: Arc<WriteConnections>,
     lock_timeout: Duration,
 }
 
@@ -149,7 +157,8 @@ impl Write for Writer {
 /// continue are handed over by the commands where they can (a room batch's state, decided
 /// against; a create continues nothing: `event_store_writes_total{rows="known"}`), and read
 /// and locked in the transaction otherwise (a room's view, which commands do not hold:
-/// `rows="read"`).
+/// `rows="read"`). A write that reads nothing and claims no key sends all its statements at
+/// once ([`WriteConnections`]); the others wait for each answer before the next statement.
 ///
 /// A database that stops answering (a network stall, a frozen host) must not hold a write, and
 /// the requests waiting for its outcome, for as long as TCP takes to notice: past its lock
@@ -173,6 +182,7 @@ async fn write(
         })
         .collect::<Vec<_>>();
     let statements = async {
+        let insert = insert_events(events);
         let handed_over = read_models::apply_all(Rows::Known(known), &stored).await?;
         let rows = if handed_over.is_some() {
             "known"
@@ -180,6 +190,15 @@ async fn write(
             "read"
         };
         metrics::counter!("event_store_writes_total", "rows" => rows).increment(1);
+        if let (Some(projections), None) = (&handed_over, key) {
+            let statements: Vec<&sql::Statement> =
+                std::iter::once(&insert).chain(projections).collect();
+            let open = writer
+                .connections
+                .begin(writer.lock_timeout, &statements)
+                .await?;
+            return Ok(Open::Pipelined(open));
+        }
         let mut tx = Tx::begin(&writer.pool, writer.lock_timeout).await?;
         if let Some(key) = key {
             if !idempotency::claim(tx.conn(), key).await? {
@@ -188,7 +207,7 @@ async fn write(
             }
         }
         let written = async {
-            insert_events(tx.conn(), events).await?;
+            insert.execute(tx.conn()).await?;
             let projections = match handed_over {
                 Some(projections) => projections,
                 None => read_models::apply_all(Rows::Read(tx.conn()), &stored)
@@ -202,7 +221,7 @@ async fn write(
             Ok::<_, sqlx::Error>(())
         };
         match written.await {
-            Ok(()) => Ok(tx),
+            Ok(()) => Ok(Open::Tx(tx)),
             Err(error) => {
                 if !db::is_unavailable(&error) {
                     tx.rollback().await;
@@ -211,8 +230,8 @@ async fn write(
             }
         }
     };
-    let tx = match tokio::time::timeout(bound, statements).await {
-        Ok(Ok(tx)) => tx,
+    let open = match tokio::time::timeout(bound, statements).await {
+        Ok(Ok(open)) => open,
         Ok(Err(WriteError::KeyBusy)) => {
             return Err(PersistenceError::UnknownError(Box::new(KeyBusy)))
         }
@@ -221,7 +240,13 @@ async fn write(
     };
     // Whatever goes wrong from here may have happened after the server committed: never a
     // reason to write the batch's commands again one by one (an unavailability, not split).
-    let committed = match tokio::time::timeout(WRITE_TIMEOUT, tx.commit()).await {
+    let commit = async {
+        match open {
+            Open::Tx(tx) => tx.commit().await,
+            Open::Pipelined(open) => open.commit().await,
+        }
+    };
+    let committed = match tokio::time::timeout(WRITE_TIMEOUT, commit).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) if db::is_unavailable(&error) => Err(error),
         Ok(Err(error)) => Err(sqlx::Error::Io(std::io::Error::other(format!(
@@ -230,6 +255,12 @@ async fn write(
         Err(_) => Err(stalled("committing", WRITE_TIMEOUT)),
     };
     committed.map_err(persistence_error)
+}
+
+/// A write's transaction, its statements run, not yet committed.
+enum Open<'a> {
+    Tx(Tx),
+    Pipelined(write_connections::Open<'a>),
 }
 
 /// Why a write's statements did not all run.
@@ -257,40 +288,21 @@ fn stalled(doing: &str, after: Duration) -> sqlx::Error {
 }
 
 /// One statement for all events of the commands, each room's in sequence order.
-async fn insert_events(
-    conn: &mut PgConnection,
-    events: &[&SerializedEvent],
-) -> Result<(), sqlx::Error> {
-    let mut types = Vec::with_capacity(events.len());
-    let mut ids = Vec::with_capacity(events.len());
-    let mut sequences = Vec::with_capacity(events.len());
-    let mut event_types = Vec::with_capacity(events.len());
-    let mut versions = Vec::with_capacity(events.len());
-    let mut payloads = Vec::with_capacity(events.len());
-    let mut metadata = Vec::with_capacity(events.len());
-    for event in events {
-        types.push(event.aggregate_type.as_str());
-        ids.push(event.aggregate_id.as_str());
-        sequences.push(event.sequence as i64);
-        event_types.push(event.event_type.as_str());
-        versions.push(event.event_version.as_str());
-        payloads.push(&event.payload);
-        metadata.push(&event.metadata);
-    }
-    sqlx::query(
+fn insert_events(events: &[&SerializedEvent]) -> sql::Statement {
+    let column = |value: fn(&SerializedEvent) -> String| -> Vec<String> {
+        events.iter().map(|event| value(event)).collect()
+    };
+    sql::Statement::new(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata) \
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[])",
     )
-    .bind(types)
-    .bind(ids)
-    .bind(sequences)
-    .bind(event_types)
-    .bind(versions)
-    .bind(payloads)
-    .bind(metadata)
-    .execute(conn)
-    .await
-    .map(|_| ())
+    .arg(column(|e| e.aggregate_type.clone()))
+    .arg(column(|e| e.aggregate_id.clone()))
+    .arg(events.iter().map(|e| e.sequence as i64).collect::<Vec<_>>())
+    .arg(column(|e| e.event_type.clone()))
+    .arg(column(|e| e.event_version.clone()))
+    .arg(sql::Arg::JsonTexts(column(|e| e.payload.to_string())))
+    .arg(sql::Arg::JsonTexts(column(|e| e.metadata.to_string())))
 }
 
 fn persistence_error(error: sqlx::Error) -> PersistenceError {

@@ -24,3 +24,4 @@ pub mod room_batches;
 pub mod sql;
 pub mod tail;
 pub mod telemetry;
+pub mod write_connections;

@@ -7,8 +7,12 @@
 //! every statement of every write afresh, which cost more than the round trips it saved
 //! (docs/benchmarks.md, "Hot rooms").
 
+use bytes::{BufMut, BytesMut};
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
+use tokio_postgres::types::{IsNull, ToSql, Type};
+
+type BoxError = Box<dyn std::error::Error + Sync + Send>;
 
 /// A parameter: an array, one element per row (statements use `UNNEST`).
 #[derive(Debug)]
@@ -21,6 +25,67 @@ pub enum Arg {
     /// JSON documents as text (serialized once, straight from their types), for a `jsonb[]`
     /// parameter.
     JsonTexts(Vec<String>),
+}
+
+impl Arg {
+    fn array_type(&self) -> Type {
+        match self {
+            Arg::Texts(_) => Type::TEXT_ARRAY,
+            Arg::Bools(_) => Type::BOOL_ARRAY,
+            Arg::Int4s(_) => Type::INT4_ARRAY,
+            Arg::Int8s(_) => Type::INT8_ARRAY,
+            Arg::Times(_) => Type::TIMESTAMPTZ_ARRAY,
+            Arg::JsonTexts(_) => Type::JSONB_ARRAY,
+        }
+    }
+}
+
+/// An argument as the array its statement was prepared with ([`Statement::types`]).
+impl ToSql for Arg {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
+        match self {
+            Arg::Texts(values) => values.to_sql(ty, out),
+            Arg::Bools(values) => values.to_sql(ty, out),
+            Arg::Int4s(values) => values.to_sql(ty, out),
+            Arg::Int8s(values) => values.to_sql(ty, out),
+            Arg::Times(values) => values.to_sql(ty, out),
+            Arg::JsonTexts(values) => values
+                .iter()
+                .map(|text| JsonText(text))
+                .collect::<Vec<_>>()
+                .to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    fn to_sql_checked(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
+        if *ty != self.array_type() {
+            return Err(format!("a {:?} argument for a {ty} parameter", self.array_type()).into());
+        }
+        self.to_sql(ty, out)
+    }
+}
+
+/// A JSON document's text as a `jsonb` value: its binary format is a version byte (1), then the
+/// text.
+#[derive(Debug)]
+struct JsonText<'a>(&'a str);
+
+impl ToSql for JsonText<'_> {
+    fn to_sql(&self, _: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
+        out.put_u8(1);
+        out.put_slice(self.0.as_bytes());
+        Ok(IsNull::No)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSONB
+    }
+
+    tokio_postgres::types::to_sql_checked!();
 }
 
 /// A statement and its parameters (`$1`, `$2`, ... in its text).
@@ -42,6 +107,23 @@ impl Statement {
     pub fn arg(mut self, arg: impl Into<Arg>) -> Self {
         self.args.push(arg.into());
         self
+    }
+
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+
+    /// Its parameters' types, as sqlx declares them when it prepares the statement.
+    pub fn types(&self) -> Vec<Type> {
+        self.args.iter().map(Arg::array_type).collect()
+    }
+
+    /// Its parameters, for tokio-postgres.
+    pub fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        self.args
+            .iter()
+            .map(|arg| arg as &(dyn ToSql + Sync))
+            .collect()
     }
 
     /// Runs the statement with its parameters bound (one round trip).

@@ -2,7 +2,7 @@
 //! database per test (created from DATABASE_URL, which scripts/test points at a throwaway
 //! server), and helpers to mint tokens and cut the database connection.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -307,6 +307,9 @@ pub struct Proxy {
     stalled: tokio::sync::watch::Sender<bool>,
     /// Added to every chunk in each direction: a slow network widens race windows.
     latency: Duration,
+    /// How many times a client spoke after its server had (its first message included), over
+    /// all connections: the round trips the clients waited on.
+    client_turns: AtomicUsize,
 }
 
 impl Proxy {
@@ -337,6 +340,10 @@ impl Proxy {
                 let latency = proxy.latency;
                 let (stalled_up, stalled_down) =
                     (proxy.stalled.subscribe(), proxy.stalled.subscribe());
+                let turns = Turns {
+                    proxy: Arc::clone(&proxy),
+                    server_spoke_last: Arc::new(AtomicBool::new(true)),
+                };
                 tokio::spawn(async move {
                     let Ok(server) = TcpStream::connect(&upstream).await else {
                         return;
@@ -344,8 +351,8 @@ impl Proxy {
                     let (client_read, client_write) = client.into_split();
                     let (server_read, server_write) = server.into_split();
                     tokio::select! {
-                        _ = forward(client_read, server_write, latency, stalled_up) => {}
-                        _ = forward(server_read, client_write, latency, stalled_down) => {}
+                        _ = forward(client_read, server_write, latency, stalled_up, (&turns, true)) => {}
+                        _ = forward(server_read, client_write, latency, stalled_down, (&turns, false)) => {}
                         _ = cut.changed() => {}
                     }
                 });
@@ -373,6 +380,25 @@ impl Proxy {
     pub fn resume(&self) {
         self.stalled.send_replace(false);
     }
+
+    /// The round trips clients have waited on so far, over all connections through the proxy.
+    pub fn client_turns(&self) -> usize {
+        self.client_turns.load(Ordering::SeqCst)
+    }
+}
+
+/// Who spoke last on one proxied connection.
+struct Turns {
+    proxy: Arc<Proxy>,
+    server_spoke_last: Arc<AtomicBool>,
+}
+
+impl Turns {
+    fn spoke(&self, client: bool) {
+        if self.server_spoke_last.swap(!client, Ordering::SeqCst) && client {
+            self.proxy.client_turns.fetch_add(1, Ordering::SeqCst);
+        }
+    }
 }
 
 async fn forward(
@@ -380,10 +406,12 @@ async fn forward(
     mut to: tokio::net::tcp::OwnedWriteHalf,
     latency: Duration,
     mut stalled: tokio::sync::watch::Receiver<bool>,
+    (turns, client): (&Turns, bool),
 ) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut buffer = vec![0u8; 64 * 1024];
     while let Ok(n @ 1..) = from.read(&mut buffer).await {
+        turns.spoke(client);
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::common::{eventually, release, spawn_request, NatsServer, Options, TestApp};
+use crate::common::{eventually, release, spawn_request, NatsServer, Options, Proxy, TestApp};
 use crate::group_commit::{hold_inserts, metric, patient};
+use neuronmeet::commands::{NewRoom, RoomCommands};
 
 /// A command sent in a task of its own: its status and problem type (empty for a 2xx).
 type Sent = tokio::task::JoinHandle<(u16, String)>;
@@ -356,4 +357,33 @@ async fn a_lone_command_hands_its_rooms_state_to_its_write() {
         "the knock and the admission without reads"
     );
     crate::common::assert_replay_rebuilds_the_same_rows(&app.db).await;
+}
+
+/// A lone command whose write reads nothing sends BEGIN, its events and every read model's
+/// statements at once, then COMMIT: two round trips. Before, each statement waited for the
+/// answer to the one before it: five for a create (BEGIN, the events, two upserts, COMMIT).
+/// The commands run without the HTTP layer, whose readiness checks use the database too.
+#[tokio::test]
+async fn a_lone_create_is_written_in_two_round_trips() {
+    let (url, _) = crate::common::fresh_database().await;
+    let proxy = Arc::new(Proxy::default());
+    let pool = neuronmeet::db::connect_lazy(&proxy.start(&url).await, 2).unwrap();
+    let commands = RoomCommands::new(
+        pool,
+        Arc::new(neuronmeet::codes::SecureCodes),
+        neuronmeet::event_store::WRITE_LOCK_TIMEOUT,
+    );
+    let host = aggregates::Host {
+        id: "user-1".into(),
+        display_name: "Ada".into(),
+        avatar_url: None,
+    };
+    let create = || commands.create_room(NewRoom::default(), host.clone(), String::new(), None);
+    // The first one also connects and prepares its statements.
+    create().await.unwrap();
+    for _ in 0..3 {
+        let before = proxy.client_turns();
+        create().await.unwrap();
+        assert_eq!(proxy.client_turns() - before, 2);
+    }
 }

@@ -1,0 +1,271 @@
+//! The event store's connections for writes whose statements are all known before they start:
+//! BEGIN, the events and every read model's statements go out at once, as one pipeline, and
+//! COMMIT follows once all of them succeeded. Two round trips whatever the number of
+//! statements; sqlx 0.8 waits for each statement's answer before it sends the next (five or
+//! six round trips for a create or a join). tokio-postgres pipelines the requests issued on
+//! one client before their answers are awaited.
+//!
+//! COMMIT is never sent with the statements. The server would then commit a write whose
+//! client had given up on a stalled database, and a 503 for a timeout would no longer mean
+//! "not written" (`deadline`; docs/benchmarks.md, "Hot rooms", measures what it would save).
+//!
+//! Statements are prepared once per connection, with the parameter types their arguments
+//! carry (as sqlx prepares them), and their plans reused. Errors are turned into sqlx's, so
+//! that one classification (`db`, `event_store::persistence_error`) serves both drivers.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_util::future::{join, try_join_all};
+use sqlx::ConnectOptions;
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+use crate::sql::Statement;
+
+pub struct WriteConnections {
+    config: tokio_postgres::Config,
+    idle: std::sync::Mutex<Vec<Connection>>,
+    /// At most as many as the pool has: only writes measured without room batches run many
+    /// at once (group commit has two writers).
+    permits: Semaphore,
+}
+
+struct Connection {
+    client: tokio_postgres::Client,
+    prepared: HashMap<String, tokio_postgres::Statement>,
+}
+
+impl WriteConnections {
+    /// Connects (lazily) where `pool` connects, with its session settings.
+    pub fn like(pool: &sqlx::PgPool) -> Self {
+        let options = pool.connect_options();
+        let mut config = tokio_postgres::Config::new();
+        config
+            .user(options.get_username())
+            .port(options.get_port())
+            .connect_timeout(crate::db::ACQUIRE_TIMEOUT);
+        match options.get_socket() {
+            Some(socket) => config.host_path(socket),
+            None => config.host(options.get_host()),
+        };
+        if let Some(database) = options.get_database() {
+            config.dbname(database);
+        }
+        if let Some(password) = options.to_url_lossy().password() {
+            let password = percent_encoding::percent_decode_str(password).collect::<Vec<u8>>();
+            config.password(password);
+        }
+        if let Some(name) = options.get_application_name() {
+            config.application_name(name);
+        }
+        if let Some(settings) = options.get_options() {
+            config.options(settings);
+        }
+        Self {
+            config,
+            idle: Default::default(),
+            permits: Semaphore::new(pool.options().get_max_connections() as usize),
+        }
+    }
+
+    /// Runs `statements` in a new transaction, whose lock waits end after `lock_timeout`, and
+    /// returns it uncommitted. On an error the transaction is rolled back (the connection is
+    /// closed if it cannot be); dropped unfinished, its connection is closed.
+    pub async fn begin(
+        &self,
+        lock_timeout: Duration,
+        statements: &[&Statement],
+    ) -> Result<Open<'_>, sqlx::Error> {
+        let permit = self.permits.acquire().await.expect("never closed");
+        let mut connection = self.connection().await?;
+        connection.prepare(statements).await.map_err(to_sqlx)?;
+        let begin = format!(
+            "BEGIN; SET LOCAL lock_timeout = {}",
+            lock_timeout.as_millis().max(1)
+        );
+        let ran = {
+            let params: Vec<Vec<&(dyn tokio_postgres::types::ToSql + Sync)>> =
+                statements.iter().map(|s| s.params()).collect();
+            let client = &connection.client;
+            let executions = statements.iter().zip(&params).map(|(statement, params)| {
+                client.execute(&connection.prepared[statement.sql()], params)
+            });
+            // Sent in this order on first poll: BEGIN, then each statement.
+            let (began, executed) =
+                join(client.batch_execute(&begin), try_join_all(executions)).await;
+            began.and(executed.map(drop))
+        };
+        let mut open = Open {
+            connection: Some(connection),
+            connections: self,
+            _permit: permit,
+        };
+        match ran {
+            Ok(()) => Ok(open),
+            Err(error) => {
+                if error.as_db_error().is_some() {
+                    open.rollback().await;
+                }
+                Err(to_sqlx(error))
+            }
+        }
+    }
+
+    async fn connection(&self) -> Result<Connection, sqlx::Error> {
+        loop {
+            let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            match idle {
+                Some(connection) if connection.client.is_closed() => continue,
+                Some(connection) => return Ok(connection),
+                None => break,
+            }
+        }
+        let (client, connection) = self
+            .config
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(to_sqlx)?;
+        metrics::counter!("db_connections_opened_total").increment(1);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "a write connection ended");
+            }
+        });
+        Ok(Connection {
+            client,
+            prepared: HashMap::new(),
+        })
+    }
+}
+
+impl Connection {
+    /// Prepares, all at once, the statements this connection has not prepared yet.
+    async fn prepare(&mut self, statements: &[&Statement]) -> Result<(), tokio_postgres::Error> {
+        let mut seen = std::collections::HashSet::new();
+        let missing: Vec<&Statement> = statements
+            .iter()
+            .copied()
+            .filter(|s| !self.prepared.contains_key(s.sql()) && seen.insert(s.sql()))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let types: Vec<_> = missing.iter().map(|s| s.types()).collect();
+        let client = &self.client;
+        let prepared = try_join_all(
+            missing
+                .iter()
+                .zip(&types)
+                .map(|(statement, types)| client.prepare_typed(statement.sql(), types)),
+        )
+        .await?;
+        for (statement, prepared) in missing.into_iter().zip(prepared) {
+            self.prepared.insert(statement.sql().to_owned(), prepared);
+        }
+        Ok(())
+    }
+}
+
+/// A transaction whose statements all ran, not yet committed.
+pub struct Open<'a> {
+    /// Taken back into the idle list once the transaction ended cleanly; dropped (closed)
+    /// otherwise, which rolls back what it did not commit.
+    connection: Option<Connection>,
+    connections: &'a WriteConnections,
+    _permit: SemaphorePermit<'a>,
+}
+
+impl Open<'_> {
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        self.end("COMMIT").await.map_err(to_sqlx)
+    }
+
+    /// Rolls back, keeping the connection if that succeeds promptly.
+    pub async fn rollback(&mut self) {
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.end("ROLLBACK")).await;
+    }
+
+    async fn end(&mut self, statement: &str) -> Result<(), tokio_postgres::Error> {
+        let Some(connection) = self.connection.take() else {
+            return Ok(());
+        };
+        connection.client.batch_execute(statement).await?;
+        self.connections
+            .idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(connection);
+        Ok(())
+    }
+}
+
+/// tokio-postgres's error as sqlx reports the same one: the database's own error with its code
+/// and constraint; a connection lost, refused or closed as an I/O error (unavailable).
+fn to_sqlx(error: tokio_postgres::Error) -> sqlx::Error {
+    if error.as_db_error().is_some() {
+        let db = error
+            .into_source()
+            .and_then(|source| source.downcast::<tokio_postgres::error::DbError>().ok())
+            .expect("a database error's source is the DbError");
+        return sqlx::Error::Database(Box::new(DbError(*db)));
+    }
+    let io = error.is_closed()
+        || std::error::Error::source(&error).is_some_and(|source| source.is::<std::io::Error>());
+    match io {
+        true => sqlx::Error::Io(std::io::Error::other(error)),
+        false => sqlx::Error::Protocol(error.to_string()),
+    }
+}
+
+#[derive(Debug)]
+struct DbError(tokio_postgres::error::DbError);
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for DbError {}
+
+impl sqlx::error::DatabaseError for DbError {
+    fn message(&self) -> &str {
+        self.0.message()
+    }
+
+    fn code(&self) -> Option<Cow<'_, str>> {
+        Some(Cow::Borrowed(self.0.code().code()))
+    }
+
+    fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+        self
+    }
+
+    fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+        self
+    }
+
+    fn constraint(&self) -> Option<&str> {
+        self.0.constraint()
+    }
+
+    fn table(&self) -> Option<&str> {
+        self.0.table()
+    }
+
+    fn kind(&self) -> sqlx::error::ErrorKind {
+        use sqlx::error::ErrorKind;
+        match self.0.code().code() {
+            "23505" => ErrorKind::UniqueViolation,
+            "23503" => ErrorKind::ForeignKeyViolation,
+            "23502" => ErrorKind::NotNullViolation,
+            "23514" => ErrorKind::CheckViolation,
+            _ => ErrorKind::Other,
+        }
+    }
+}
