@@ -16,6 +16,7 @@ import os
 import re
 import secrets
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -805,6 +806,9 @@ HOT_BIG = 1000
 # creates and joins the hot part measures in the same run, before and after this build's.
 BASELINE_BIN = os.environ.get("BENCH_BASELINE_BIN")
 BASELINE_COMMIT = os.environ.get("BENCH_BASELINE_COMMIT", "baseline")
+# BENCH_C1_ROUNDS: how many times each build's c=1 figures are taken (alternately; the median is
+# reported beside each round's).
+C1_ROUNDS = int(os.environ.get("BENCH_C1_ROUNDS", "3"))
 HOT_BIG_ROOM = {"id": "0190f000-0000-7000-8000-000000001000", "code": "aaa-aaa-aab"}
 
 
@@ -878,11 +882,16 @@ def hot_rooms(info):
                 process.terminate()
                 process.wait(timeout=30)
         result[mode] = runs
-    # c=1 alone on the machine, this build and (if given) the baseline, alternately, twice each
+    # c=1 alone on the machine, this build and (if given) the baseline, alternately
     rounds = [("this", BIN)] + ([("baseline", BASELINE_BIN)] if BASELINE_BIN else [])
-    for round_number in (1, 2):
+    for round_number in range(1, C1_ROUNDS + 1):
         for label, binary in rounds:
             result.setdefault(f"c1_{label}", []).append(c1_latencies(binary, secret, f"c=1 {label} #{round_number}"))
+    for label, _ in rounds:
+        runs = result[f"c1_{label}"]
+        result[f"c1_{label}_median_p50_ms"] = {
+            kind: round(statistics.median(run[f"c1_{kind}"]["p50_us"] for run in runs) / 1000, 2)
+            for kind in ("create", "join")}
     if BASELINE_BIN:
         result["baseline_commit"] = BASELINE_COMMIT
     # POST /rooms at 32 against pgbench of the same transaction shape, alternately, three times
@@ -938,6 +947,10 @@ def print_hot(r):
             name = r["commit"] if label == "this" else r.get("baseline_commit")
             print(f"c=1, {name}: POST /rooms p50 {c['p50_us'] / 1000:.2f} ms, p99 {c['p99_us'] / 1000:.2f} ms, "
                   f"{c['rps']}/s; join p50 {j['p50_us'] / 1000:.2f} ms, p99 {j['p99_us'] / 1000:.2f} ms, {j['rps']}/s")
+        if f"c1_{label}_median_p50_ms" in r:
+            m = r[f"c1_{label}_median_p50_ms"]
+            print(f"c=1, {name}: median p50 of {len(r[f'c1_{label}'])} rounds: POST /rooms {m['create']} ms, "
+                  f"join {m['join']} ms")
 
 
 def load_text(x):
