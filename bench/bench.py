@@ -207,6 +207,33 @@ def quantile(before, after, q):
     return bounds[-1]
 
 
+def pgbench_exchanges(rounds=2):
+    """pgbench at one client of bench/same_shape.sql as three exchanges: each statement waiting
+    for the one before (as sqlx sends them), BEGIN and the statements as one pipeline with COMMIT
+    after (as the service sends a write that reads nothing), and everything, COMMIT included, as
+    one pipeline (what the service does not do: see docs/benchmarks.md, "Hot rooms").
+    Alternately, `rounds` times each; each run's mean latency in ms."""
+    url = database("bench_pgbench_exchanges")
+    subprocess.run([BIN, "migrate"], env=dict(os.environ, DATABASE_URL=url), check=True, capture_output=True)
+    text = (HERE / "same_shape.sql").read_text()
+    shapes = {"statement_by_statement": text,
+              "pipeline_then_commit": text.replace("BEGIN;", "\\startpipeline\nBEGIN;")
+                                          .replace("COMMIT;", "\\endpipeline\nCOMMIT;"),
+              "one_pipeline": text.replace("BEGIN;", "\\startpipeline\nBEGIN;")
+                                  .replace("COMMIT;", "COMMIT;\n\\endpipeline")}
+    result = {shape: [] for shape in shapes}
+    for _ in range(rounds):
+        for shape, script in shapes.items():
+            with tempfile.NamedTemporaryFile("w", suffix=".sql", prefix="bench-exchanges-") as f:
+                f.write(script)
+                f.flush()
+                log(f"pgbench at 1 client, {shape}, for {DURATION}s")
+                out = subprocess.run(["pgbench", "-n", "-M", "prepared", "-c", "1", "-T", str(DURATION),
+                                      "-f", f.name, url], check=True, capture_output=True, text=True).stdout
+            result[shape].append(float(re.search(r"latency average = ([\d.]+) ms", out).group(1)))
+    return result
+
+
 def pgbench(connections):
     url = database("bench_pgbench")
     subprocess.run([BIN, "migrate"], env=dict(os.environ, DATABASE_URL=url), check=True, capture_output=True)
@@ -912,6 +939,7 @@ def hot_rooms(info):
                                          "errors": http_run["errors"], "pgbench_tps": pg["tps"],
                                          "ratio": round(http_run["rps"] / pg["tps"], 3)})
     result["c32_ratio_median"] = sorted(r["ratio"] for r in result["c32_vs_pgbench"])[1]
+    result["pgbench_exchanges_ms"] = pgbench_exchanges()
     result["speedup"] = {run: round(result["naive"][run]["settle_ms"] / result["batched"][run]["settle_ms"], 2)
                          for run in ("storm_100", "storm_1000", "room_of_1000")}
     return result
@@ -941,6 +969,8 @@ def print_hot(r):
               f"pgbench same shape: {run['pgbench_tps']} tps; ratio {run['ratio']}")
     if "c32_ratio_median" in r:
         print(f"median ratio of three: {r['c32_ratio_median']}")
+    for shape, latencies in r.get("pgbench_exchanges_ms", {}).items():
+        print(f"pgbench at 1 client, same shape, {shape}: mean latency {' / '.join(map(str, latencies))} ms")
     for label in ("this", "baseline"):
         for run in r.get(f"c1_{label}", []):
             c, j = run["c1_create"], run["c1_join"]
