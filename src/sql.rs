@@ -1,11 +1,12 @@
 //! Write statements as data: a projection returns the statements that apply events to its
-//! table, and whoever holds the transaction runs them (a command's write, a replay), each
-//! prepared once per connection and bound to its parameters.
+//! table, and whoever holds the transaction runs them, each prepared once per connection and
+//! bound to its parameters: through sqlx one by one (a replay, a write that reads first), or
+//! through tokio-postgres as one pipeline (`write_connections`, a write that reads nothing).
 //!
 //! Not written out as literals into one message of several statements (tried at commit
-//! e21eb41, to save round trips; sqlx 0.8 has no pipelining): PostgreSQL then parses and plans
-//! every statement of every write afresh, which cost more than the round trips it saved
-//! (docs/benchmarks.md, "Hot rooms").
+//! e21eb41, to save round trips): PostgreSQL then parses and plans every statement of every
+//! write afresh, which cost more than the round trips it saved (docs/benchmarks.md, "Hot
+//! rooms").
 
 use bytes::{BufMut, BytesMut};
 use chrono::{DateTime, Utc};
