@@ -883,6 +883,19 @@ def c1_latencies(binary, secret, label):
         process.wait(timeout=30)
 
 
+def c32_creates(binary, secret, label):
+    """POST /rooms at concurrency 32 on one fresh instance of `binary` (3 s at 8 first)."""
+    url = database("bench_c32")
+    process, base, token = start_service(url, secret, binary=binary)
+    try:
+        wrk(base, token, 8, duration=3)
+        log(f"POST /rooms at concurrency 32 for {DURATION}s, {label}")
+        return wrk(base, token, 32)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 def hot_rooms(info):
     """The storms of 100 and 1,000 users into a room of 100 and of HOT_BIG users into a room of
     HOT_BIG places (two instances, STORM_CONNECTIONS connections), then POST /rooms and a join
@@ -921,23 +934,20 @@ def hot_rooms(info):
             for kind in ("create", "join")}
     if BASELINE_BIN:
         result["baseline_commit"] = BASELINE_COMMIT
-    # POST /rooms at 32 against pgbench of the same transaction shape, alternately, three times
+    # POST /rooms at 32 against pgbench of the same transaction shape (and the baseline, if
+    # given), alternately, three times
     result["c32_vs_pgbench"] = []
     for round_number in (1, 2, 3):
-        url = database("bench_c32")
-        process, base, token = start_service(url, secret)
-        try:
-            wrk(base, token, 8, duration=3)
-            log(f"POST /rooms at concurrency 32 for {DURATION}s, round {round_number}")
-            http_run = wrk(base, token, 32)
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
+        http_runs = {label: c32_creates(binary, secret, f"{label}, round {round_number}") for label, binary in rounds}
         log(f"pgbench, the same shape, 32 clients for {DURATION}s, round {round_number}")
         pg = pgbench(32)
-        result["c32_vs_pgbench"].append({"rps": http_run["rps"], "p99_us": http_run["p99_us"],
-                                         "errors": http_run["errors"], "pgbench_tps": pg["tps"],
-                                         "ratio": round(http_run["rps"] / pg["tps"], 3)})
+        http_run = http_runs["this"]
+        row = {"rps": http_run["rps"], "p99_us": http_run["p99_us"], "errors": http_run["errors"],
+               "pgbench_tps": pg["tps"], "ratio": round(http_run["rps"] / pg["tps"], 3)}
+        if "baseline" in http_runs:
+            row["baseline_rps"] = http_runs["baseline"]["rps"]
+            row["baseline_ratio"] = round(http_runs["baseline"]["rps"] / pg["tps"], 3)
+        result["c32_vs_pgbench"].append(row)
     result["c32_ratio_median"] = sorted(r["ratio"] for r in result["c32_vs_pgbench"])[1]
     result["pgbench_exchanges_ms"] = pgbench_exchanges()
     result["speedup"] = {run: round(result["naive"][run]["settle_ms"] / result["batched"][run]["settle_ms"], 2)
@@ -965,8 +975,10 @@ def print_hot(r):
             print(f"{mode}: {run}: conflict retries by instance {s['conflict_retries_by_instance']}, gave up "
                   f"{s['gave_up_by_instance']}; {load_text(s)}")
     for run in r.get("c32_vs_pgbench", []):
+        baseline = (f"; {r.get('baseline_commit')}: {run['baseline_rps']}/s, ratio {run['baseline_ratio']}"
+                    if "baseline_rps" in run else "")
         print(f"POST /rooms at 32: {run['rps']}/s (p99 {run['p99_us'] / 1000:.1f} ms, errors {run['errors']}); "
-              f"pgbench same shape: {run['pgbench_tps']} tps; ratio {run['ratio']}")
+              f"pgbench same shape: {run['pgbench_tps']} tps; ratio {run['ratio']}{baseline}")
     if "c32_ratio_median" in r:
         print(f"median ratio of three: {r['c32_ratio_median']}")
     for shape, latencies in r.get("pgbench_exchanges_ms", {}).items():
