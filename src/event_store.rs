@@ -197,7 +197,7 @@ async fn write(
                 .connections
                 .begin(writer.lock_timeout, &statements)
                 .await?;
-            return Ok(Open::Pipelined(open));
+            return Ok(Open::Pipelined(Box::new(open)));
         }
         let mut tx = Tx::begin(&writer.pool, writer.lock_timeout).await?;
         if let Some(key) = key {
@@ -260,7 +260,7 @@ async fn write(
 /// A write's transaction, its statements run, not yet committed.
 enum Open<'a> {
     Tx(Tx),
-    Pipelined(write_connections::Open<'a>),
+    Pipelined(Box<write_connections::Open<'a>>),
 }
 
 /// Why a write's statements did not all run.

@@ -114,7 +114,8 @@ impl Statement {
         &self.sql
     }
 
-    /// Its parameters' types, as sqlx declares them when it prepares the statement.
+    /// Its parameters' types, to prepare the statement with (sqlx declares the same ones, but
+    /// `text[]` for JSON texts, which the statements cast).
     pub fn types(&self) -> Vec<Type> {
         self.args.iter().map(Arg::array_type).collect()
     }

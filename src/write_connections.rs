@@ -1,9 +1,10 @@
 //! The event store's connections for writes whose statements are all known before they start:
 //! BEGIN, the events and every read model's statements go out at once, as one pipeline, and
 //! COMMIT follows once all of them succeeded. Two round trips whatever the number of
-//! statements; sqlx 0.8 waits for each statement's answer before it sends the next (five or
-//! six round trips for a create or a join). tokio-postgres pipelines the requests issued on
-//! one client before their answers are awaited.
+//! statements (one more the first time a connection meets a statement, to prepare it); sqlx
+//! 0.8 waits for each statement's answer before it sends the next (a warm create took seven
+//! round trips). tokio-postgres pipelines the requests issued on one client before their
+//! answers are awaited.
 //!
 //! COMMIT is never sent with the statements. The server would then commit a write whose
 //! client had given up on a stalled database, and a 503 for a timeout would no longer mean
@@ -15,7 +16,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::{join, try_join_all};
 use sqlx::ConnectOptions;
@@ -29,11 +30,28 @@ pub struct WriteConnections {
     /// At most as many as the pool has: only writes measured without room batches run many
     /// at once (group commit has two writers).
     permits: Semaphore,
+    /// The pool's own: a connection idle longer, or older, is closed rather than reused (after
+    /// a failover, say, connections to the old server do not live on).
+    idle_timeout: Option<Duration>,
+    max_lifetime: Option<Duration>,
 }
 
 struct Connection {
     client: tokio_postgres::Client,
+    /// The task that runs the socket: aborted when the connection is dropped, which closes the
+    /// socket at once (the server then rolls back what was not committed). tokio-postgres alone
+    /// would keep it open until every answer still due had come, holding the transaction's
+    /// locks meanwhile.
+    socket: tokio::task::AbortHandle,
     prepared: HashMap<String, tokio_postgres::Statement>,
+    opened: Instant,
+    last_used: Instant,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.socket.abort();
+    }
 }
 
 impl WriteConnections {
@@ -47,13 +65,18 @@ impl WriteConnections {
             .connect_timeout(crate::db::ACQUIRE_TIMEOUT);
         match options.get_socket() {
             Some(socket) => config.host_path(socket),
-            None => config.host(options.get_host()),
+            // A URL's IPv6 address keeps its brackets here; sqlx strips them when it connects.
+            None => config.host(
+                options
+                    .get_host()
+                    .trim_start_matches('[')
+                    .trim_end_matches(']'),
+            ),
         };
         if let Some(database) = options.get_database() {
             config.dbname(database);
         }
-        if let Some(password) = options.to_url_lossy().password() {
-            let password = percent_encoding::percent_decode_str(password).collect::<Vec<u8>>();
+        if let Some(password) = password(&options) {
             config.password(password);
         }
         if let Some(name) = options.get_application_name() {
@@ -66,6 +89,8 @@ impl WriteConnections {
             config,
             idle: Default::default(),
             permits: Semaphore::new(pool.options().get_max_connections() as usize),
+            idle_timeout: pool.options().get_idle_timeout(),
+            max_lifetime: pool.options().get_max_lifetime(),
         }
     }
 
@@ -77,7 +102,11 @@ impl WriteConnections {
         lock_timeout: Duration,
         statements: &[&Statement],
     ) -> Result<Open<'_>, sqlx::Error> {
-        let permit = self.permits.acquire().await.expect("never closed");
+        // Waited for as long as for a pooled connection, and answered the same way.
+        let permit = tokio::time::timeout(crate::db::ACQUIRE_TIMEOUT, self.permits.acquire())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)?
+            .expect("never closed");
         let mut connection = self.connection().await?;
         connection.prepare(statements).await.map_err(to_sqlx)?;
         let begin = format!(
@@ -96,16 +125,19 @@ impl WriteConnections {
                 join(client.batch_execute(&begin), try_join_all(executions)).await;
             began.and(executed.map(drop))
         };
-        let mut open = Open {
-            connection: Some(connection),
+        let open = Open {
+            connection,
             connections: self,
             _permit: permit,
         };
         match ran {
             Ok(()) => Ok(open),
             Err(error) => {
+                // Refused by the database: the connection is sound, kept if ROLLBACK goes
+                // through promptly. Anything else: closed.
                 if error.as_db_error().is_some() {
-                    open.rollback().await;
+                    let rollback = open.end("ROLLBACK");
+                    let _ = tokio::time::timeout(Duration::from_secs(1), rollback).await;
                 }
                 Err(to_sqlx(error))
             }
@@ -113,28 +145,40 @@ impl WriteConnections {
     }
 
     async fn connection(&self) -> Result<Connection, sqlx::Error> {
+        let stale = |connection: &Connection| {
+            connection.client.is_closed()
+                || self
+                    .idle_timeout
+                    .is_some_and(|timeout| connection.last_used.elapsed() > timeout)
+                || self
+                    .max_lifetime
+                    .is_some_and(|lifetime| connection.opened.elapsed() > lifetime)
+        };
         loop {
             let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
             match idle {
-                Some(connection) if connection.client.is_closed() => continue,
+                Some(connection) if stale(&connection) => continue,
                 Some(connection) => return Ok(connection),
                 None => break,
             }
         }
-        let (client, connection) = self
+        let (client, socket) = self
             .config
             .connect(tokio_postgres::NoTls)
             .await
             .map_err(to_sqlx)?;
         metrics::counter!("db_connections_opened_total").increment(1);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
+        let socket = tokio::spawn(async move {
+            if let Err(error) = socket.await {
                 tracing::debug!(%error, "a write connection ended");
             }
         });
         Ok(Connection {
             client,
+            socket: socket.abort_handle(),
             prepared: HashMap::new(),
+            opened: Instant::now(),
+            last_used: Instant::now(),
         })
     }
 }
@@ -167,37 +211,49 @@ impl Connection {
     }
 }
 
-/// A transaction whose statements all ran, not yet committed.
+/// A transaction whose statements all ran, not yet committed. Dropped (a timeout, a panic), it
+/// closes its connection, which rolls back what it did not commit.
 pub struct Open<'a> {
-    /// Taken back into the idle list once the transaction ended cleanly; dropped (closed)
-    /// otherwise, which rolls back what it did not commit.
-    connection: Option<Connection>,
+    connection: Connection,
     connections: &'a WriteConnections,
     _permit: SemaphorePermit<'a>,
 }
 
 impl Open<'_> {
-    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
         self.end("COMMIT").await.map_err(to_sqlx)
     }
 
-    /// Rolls back, keeping the connection if that succeeds promptly.
-    pub async fn rollback(&mut self) {
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.end("ROLLBACK")).await;
-    }
-
-    async fn end(&mut self, statement: &str) -> Result<(), tokio_postgres::Error> {
-        let Some(connection) = self.connection.take() else {
-            return Ok(());
-        };
+    /// Ends the transaction with `statement`; the connection goes back to the idle list only
+    /// once that has succeeded.
+    async fn end(self, statement: &str) -> Result<(), tokio_postgres::Error> {
+        let Self {
+            mut connection,
+            connections,
+            _permit,
+        } = self;
         connection.client.batch_execute(statement).await?;
-        self.connections
+        connection.last_used = Instant::now();
+        connections
             .idle
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(connection);
         Ok(())
     }
+}
+
+/// The password `options` connect with (from the URL, `PGPASSWORD` or the password file):
+/// sqlx exposes it only through a URL, built here from a copy with a plain host and user so
+/// that building it cannot fail.
+fn password(options: &sqlx::postgres::PgConnectOptions) -> Option<Vec<u8>> {
+    let url = options
+        .clone()
+        .host("localhost")
+        .username("user")
+        .to_url_lossy();
+    let password = url.password()?;
+    Some(percent_encoding::percent_decode_str(password).collect())
 }
 
 /// tokio-postgres's error as sqlx reports the same one: the database's own error with its code

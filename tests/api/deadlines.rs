@@ -113,6 +113,22 @@ async fn a_join_answered_503_under_a_stalled_database_is_never_listed() {
     release(held).await;
     let (status, problem) = join.await.unwrap();
     assert_eq!(status, 503, "{problem}");
+    // The abandoned write's connection is closed at once, so the server rolls it back now, not
+    // when the network comes back or after `idle_in_transaction_session_timeout` (10 s).
+    let open = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                AND xact_start IS NOT NULL AND pid <> pg_backend_pid()";
+    let mut rolled_back = false;
+    for _ in 0..50 {
+        if app.count(open).await == 0 {
+            rolled_back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        rolled_back,
+        "the abandoned write's transaction is still open"
+    );
     proxy.resume();
     // The service's next write goes through: had the join been written, it would be by now.
     assert_eq!(app.create_room(json!({})).await.status(), 201);

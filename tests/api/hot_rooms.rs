@@ -361,7 +361,8 @@ async fn a_lone_command_hands_its_rooms_state_to_its_write() {
 
 /// A lone command whose write reads nothing sends BEGIN, its events and every read model's
 /// statements at once, then COMMIT: two round trips. Before, each statement waited for the
-/// answer to the one before it: five for a create (BEGIN, the events, two upserts, COMMIT).
+/// answer to the one before it: seven for a warm create, counted here (BEGIN, the events, two
+/// upserts and COMMIT, and the pool's own exchanges).
 /// The commands run without the HTTP layer, whose readiness checks use the database too.
 #[tokio::test]
 async fn a_lone_create_is_written_in_two_round_trips() {

@@ -263,7 +263,7 @@ async fn a_pool_that_stays_taken_is_reported_busy_not_as_a_database_outage() {
     let app = Arc::new(
         TestApp::spawn_with(Options {
             max_connections: 1,
-            // The blocked create outlives the default 10 s request timeout and 1 s lock timeout
+            // The blocked change outlives the default 10 s request timeout and 1 s lock timeout
             // here.
             limits: Limits {
                 request_timeout: std::time::Duration::from_secs(60),

@@ -12,6 +12,7 @@ use crate::common::{Options, Proxy, TestApp};
 use aggregates::RoomCode;
 use neuronmeet::codes::CodeGenerator;
 use neuronmeet::commands::{NewRoom, RoomCommands};
+use neuronmeet::idempotency::Idempotency;
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
@@ -224,7 +225,8 @@ async fn clients_that_hang_up_leave_no_half_done_command() {
 
 /// A caller that gives up on a command (a timeout layer, a dropped future) at every moment of
 /// it, against a slow database with one pooled connection: the command still completes on its
-/// own, with its view, and the connection is never left inside a transaction.
+/// own, with its view, and no connection is ever left inside a transaction. Commands with and
+/// without an idempotency key, so that both write paths are cut.
 #[tokio::test]
 async fn commands_abandoned_by_a_timeout_complete_on_their_own() {
     let (url, name) = common::fresh_database().await;
@@ -250,44 +252,63 @@ async fn commands_abandoned_by_a_timeout_complete_on_their_own() {
         display_name: "Ada".into(),
         avatar_url: None,
     };
-    // How long a warm command takes here; the sweep below abandons commands across that span.
-    let mut span = Duration::ZERO;
-    for _ in 0..3 {
-        let started = std::time::Instant::now();
-        commands
-            .create_room(NewRoom::default(), host.clone(), String::new(), None)
-            .await
-            .unwrap();
-        span = started.elapsed();
-    }
-    let mut abandoned = 0;
-    for (done, delay) in (4..64).map(|step| (step, span * (step as u32 - 4) / 60)) {
-        let create = commands.create_room(NewRoom::default(), host.clone(), String::new(), None);
-        if tokio::time::timeout(delay, create).await.is_err() {
-            abandoned += 1;
+    // Without a key the write is pipelined on a connection of its own; with one it runs on the
+    // pooled connection, a statement at a time: both are abandoned at every moment.
+    let create = |key: Option<i64>| {
+        let idempotency = key.map(|n| Idempotency {
+            caller: "user-1".into(),
+            key: format!("abandoned-{n}"),
+            request: "{}".into(),
+            respond: |_| Ok(String::new()),
+        });
+        commands.create_room(NewRoom::default(), host.clone(), String::new(), idempotency)
+    };
+    let mut done = 0;
+    for keyed in [false, true] {
+        // How long a warm command takes here; the sweep abandons commands across that span.
+        let mut span = Duration::ZERO;
+        for _ in 0..3 {
+            done += 1;
+            let started = std::time::Instant::now();
+            create(keyed.then_some(done)).await.unwrap();
+            span = started.elapsed();
         }
-        // The abandoned command completes on its own...
-        let rooms = common::count_when(&observer, "SELECT count(*) FROM rooms", done).await;
-        assert_eq!(
-            rooms, done,
-            "abandoned after {delay:?}, the command never completed"
+        let mut abandoned = 0;
+        for step in 0..60 {
+            done += 1;
+            let delay = span * step / 60;
+            if tokio::time::timeout(delay, create(keyed.then_some(done)))
+                .await
+                .is_err()
+            {
+                abandoned += 1;
+            }
+            // The abandoned command completes on its own...
+            let rooms = common::count_when(&observer, "SELECT count(*) FROM rooms", done).await;
+            assert_eq!(
+                rooms, done,
+                "keyed {keyed}, abandoned after {delay:?}: the command never completed"
+            );
+            // ...and leaves its connection outside any transaction.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let idle_in_transaction = count(format!(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = '{name}' AND state LIKE 'idle in transaction%'"
+            ))
+            .await;
+            assert_eq!(
+                idle_in_transaction, 0,
+                "keyed {keyed}, abandoned after {delay:?}"
+            );
+        }
+        assert!(
+            abandoned > 30,
+            "keyed {keyed}: one command takes {span:?}, yet only {abandoned} were abandoned; the test proves nothing"
         );
-        // ...and leaves its connection outside any transaction.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let idle_in_transaction = count(format!(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = '{name}' AND state LIKE 'idle in transaction%'"
-        ))
-        .await;
-        assert_eq!(idle_in_transaction, 0, "abandoned after {delay:?}");
     }
     assert_eq!(
         count("SELECT count(*) FROM rooms".into()).await,
-        63,
+        done,
         "every command completed"
     );
-    assert_eq!(count("SELECT count(*) FROM events".into()).await, 126);
-    assert!(
-        abandoned > 30,
-        "one command takes {span:?}, yet only {abandoned} were abandoned; the test proves nothing"
-    );
+    assert_eq!(count("SELECT count(*) FROM events".into()).await, 2 * done);
 }
