@@ -473,18 +473,14 @@ fn from_persistence(error: cqrs_es::persist::PersistenceError) -> CommandError {
 
 /// One error, as each of `count` commands of a batch is told it.
 fn told_to_each(error: CommandError, count: usize) -> Vec<CommandError> {
-    let shared = |source: Box<dyn std::error::Error + Send + Sync>| {
-        let source: Arc<dyn std::error::Error + Send + Sync> = Arc::from(source);
-        move || Box::new(SharedError(Arc::clone(&source))) as _
-    };
     let each: Box<dyn Fn() -> CommandError> = match error {
         CommandError::Unavailable(source) => {
-            let source = shared(source);
-            Box::new(move || CommandError::Unavailable(source()))
+            let copy = SharedError::copies(source);
+            Box::new(move || CommandError::Unavailable(copy()))
         }
         CommandError::Failed(source) => {
-            let source = shared(source);
-            Box::new(move || CommandError::Failed(source()))
+            let copy = SharedError::copies(source);
+            Box::new(move || CommandError::Failed(copy()))
         }
         CommandError::Rejected(refused) => {
             Box::new(move || CommandError::Rejected(refused.clone()))

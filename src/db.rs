@@ -89,6 +89,14 @@ pub async fn saturated(pool: &PgPool) -> bool {
     reachable
 }
 
+/// BEGIN of a write whose lock waits end after `lock_timeout`, as one simple-protocol query.
+pub fn begin(lock_timeout: Duration) -> String {
+    format!(
+        "BEGIN; SET LOCAL lock_timeout = {}",
+        lock_timeout.as_millis().max(1)
+    )
+}
+
 /// A transaction that never returns its connection to the pool while still open.
 ///
 /// sqlx 0.8 `Pool::begin` is not cancel-safe on PostgreSQL (sqlx issues #4385, #4393): a
@@ -111,11 +119,7 @@ impl Tx {
             conn: Some(pool.acquire().await?),
         };
         // One round trip: the simple protocol takes both statements at once.
-        let begin = format!(
-            "BEGIN; SET LOCAL lock_timeout = {}",
-            lock_timeout.as_millis().max(1)
-        );
-        tx.conn().execute(begin.as_str()).await?;
+        tx.conn().execute(begin(lock_timeout).as_str()).await?;
         Ok(tx)
     }
 

@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 
 use crate::deadline::{self, Deadline, Expired};
 use crate::read_models::Known;
+use crate::BoxError;
 
 /// Writers, each with its own transaction in flight: while one commits, the next batch fills.
 const WRITERS: usize = 2;
@@ -241,17 +242,14 @@ async fn write_batch<W: Write>(writer: &W, batch: Vec<Pending>) {
         }
         Err(error) => {
             let connection = matches!(error, PersistenceError::ConnectionError(_));
-            let error: Arc<dyn std::error::Error + Send + Sync> = match error {
-                PersistenceError::ConnectionError(e) | PersistenceError::UnknownError(e) => {
-                    Arc::from(e)
-                }
-                other => Arc::new(other),
-            };
+            let copy = SharedError::copies(match error {
+                PersistenceError::ConnectionError(e) | PersistenceError::UnknownError(e) => e,
+                other => Box::new(other),
+            });
             for pending in batch {
-                let shared = Box::new(SharedError(Arc::clone(&error)));
                 pending.answer(Err(match connection {
-                    true => PersistenceError::ConnectionError(shared),
-                    false => PersistenceError::UnknownError(shared),
+                    true => PersistenceError::ConnectionError(copy()),
+                    false => PersistenceError::UnknownError(copy()),
                 }));
             }
         }
@@ -260,7 +258,15 @@ async fn write_batch<W: Write>(writer: &W, batch: Vec<Pending>) {
 
 /// One error, told to every command of the batch it failed.
 #[derive(Debug)]
-pub struct SharedError(pub Arc<dyn std::error::Error + Send + Sync>);
+pub struct SharedError(Arc<dyn std::error::Error + Send + Sync>);
+
+impl SharedError {
+    /// Makes one copy of `error` for each command it is told to, all sharing it.
+    pub fn copies(error: BoxError) -> impl Fn() -> BoxError {
+        let error: Arc<dyn std::error::Error + Send + Sync> = Arc::from(error);
+        move || Box::new(SharedError(Arc::clone(&error)))
+    }
+}
 
 impl std::fmt::Display for SharedError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

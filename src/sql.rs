@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use tokio_postgres::types::{IsNull, ToSql, Type};
 
-type BoxError = Box<dyn std::error::Error + Sync + Send>;
+use crate::BoxError;
 
 /// A parameter: an array, one element per row (statements use `UNNEST`).
 #[derive(Debug)]

@@ -109,10 +109,7 @@ impl WriteConnections {
             .expect("never closed");
         let mut connection = self.connection().await?;
         connection.prepare(statements).await.map_err(to_sqlx)?;
-        let begin = format!(
-            "BEGIN; SET LOCAL lock_timeout = {}",
-            lock_timeout.as_millis().max(1)
-        );
+        let begin = crate::db::begin(lock_timeout);
         let ran = {
             let params: Vec<Vec<&(dyn tokio_postgres::types::ToSql + Sync)>> =
                 statements.iter().map(|s| s.params()).collect();

@@ -50,7 +50,7 @@ pub async fn hold_inserts(app: &TestApp) -> PoolConnection<Postgres> {
     hold(app, "LOCK TABLE events IN EXCLUSIVE MODE").await
 }
 
-/// The value of an unlabelled metric, 0 when absent.
+/// The value of one series (a metric's name, with its labels if it has any), 0 when absent.
 pub async fn metric(app: &TestApp, name: &str) -> f64 {
     let metrics = app.get("/metrics").await.text().await.unwrap();
     metrics

@@ -319,12 +319,7 @@ async fn every_batch_shape_keeps_order_on_nats_and_replay_rebuilds_its_rows() {
 /// `event_store_writes_total{rows}`: how many writes had every row they continue handed over
 /// by their commands (`known`) or read them in their transaction (`read`).
 async fn writes(app: &TestApp, rows: &str) -> f64 {
-    let metrics = app.get("/metrics").await.text().await.unwrap();
-    let series = format!("event_store_writes_total{{rows=\"{rows}\"}} ");
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(&series))
-        .map_or(0.0, |value| value.trim().parse().unwrap())
+    metric(app, &format!("event_store_writes_total{{rows=\"{rows}\"}}")).await
 }
 
 /// A create continues nothing, and a join hands over the room's state it was decided against:

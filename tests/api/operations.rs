@@ -93,11 +93,7 @@ async fn readiness_follows_the_database() {
 async fn scrapes_answer_from_the_last_check_without_querying_the_database() {
     let app = Arc::new(TestApp::spawn().await);
     assert_eq!(app.get("/readyz").await.status(), 200);
-    let mut lock = app.db.acquire().await.unwrap();
-    sqlx::raw_sql("BEGIN; LOCK TABLE checkpoints IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut *lock)
-        .await
-        .unwrap();
+    let lock = common::hold(&app, "LOCK TABLE checkpoints IN ACCESS EXCLUSIVE MODE").await;
     let scrapes = (0..40).map(|i| {
         let app = Arc::clone(&app);
         let path = if i % 2 == 0 { "/metrics" } else { "/readyz" };
@@ -117,7 +113,7 @@ async fn scrapes_answer_from_the_last_check_without_querying_the_database() {
         "{answers:?}"
     );
     assert!(app.waiting_on_locks().await <= 1);
-    sqlx::raw_sql("COMMIT").execute(&mut *lock).await.unwrap();
+    common::release(lock).await;
 }
 
 #[tokio::test]
@@ -171,12 +167,7 @@ async fn excess_concurrent_requests_are_shed_with_503() {
 
 /// Holds `LOCK TABLE <table>` in an open transaction: commands writing to it wait, in flight.
 async fn hold_lock(app: &TestApp, table: &str) -> sqlx::pool::PoolConnection<sqlx::Postgres> {
-    let mut lock = app.db.acquire().await.unwrap();
-    sqlx::raw_sql(&format!("BEGIN; LOCK TABLE {table} IN EXCLUSIVE MODE"))
-        .execute(&mut *lock)
-        .await
-        .unwrap();
-    lock
+    common::hold(app, &format!("LOCK TABLE {table} IN EXCLUSIVE MODE")).await
 }
 
 /// A create that blocks on the lock: in flight until the lock goes.
@@ -226,10 +217,7 @@ async fn a_request_beyond_the_limit_is_refused_before_its_token_and_body_are_rea
     );
     // Operators' endpoints are never refused.
     assert_eq!(app.get("/healthz").await.status(), 200);
-    sqlx::raw_sql("COMMIT")
-        .execute(&mut *{ lock })
-        .await
-        .unwrap();
+    common::release(lock).await;
     assert_eq!(holder.await.unwrap(), 201);
     assert_eq!(app.create_room(json!({})).await.status(), 201);
 }
@@ -297,10 +285,7 @@ async fn a_pool_that_stays_taken_is_reported_busy_not_as_a_database_outage() {
     // Held for 10 s with nothing coming back: stuck, and no longer ready.
     tokio::time::sleep(std::time::Duration::from_secs(7)).await;
     assert_eq!(readiness_when(&app, "stuck").await.0, 503);
-    sqlx::raw_sql("COMMIT")
-        .execute(&mut *{ lock })
-        .await
-        .unwrap();
+    common::release(lock).await;
     assert_eq!(holder.await.unwrap().0, 200);
     assert_eq!(readiness_when(&app, "ok").await.0, 200);
     let metrics = app.get("/metrics").await.text().await.unwrap();
